@@ -1,0 +1,5 @@
+"""Allows ``python -m streamvision``."""
+
+from streamvision.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""Drawing results onto frames: boxes with label and score, keypoints, an FPS overlay."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from streamvision.frame import Detections, Frame
+
+# A qualitative palette (BGR); a class keeps its colour across frames and runs.
+PALETTE = (
+    (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
+    (10, 249, 72), (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0),
+    (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0),
+    (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255),
+)
+
+
+def color_for(key: int) -> tuple[int, int, int]:
+    """The palette colour for a class (or, later, a track) id."""
+    return PALETTE[key % len(PALETTE)]
+
+
+class Annotator:
+    """Draws every :class:`Detections` result of a frame, plus an optional FPS figure."""
+
+    def __init__(self, thickness: int | None = None, show_fps: bool = True) -> None:
+        self.thickness = thickness
+        self.show_fps = show_fps
+
+    def annotate(self, frame: Frame, fps: float | None = None) -> np.ndarray:
+        """Returns a drawn copy of the frame's image; the frame itself is left untouched."""
+        scene = frame.image.copy()
+        thickness = self.thickness or max(1, round(min(scene.shape[:2]) / 240))
+        for result in frame.results.values():
+            if isinstance(result, Detections):
+                self._draw_detections(scene, result, thickness)
+        if self.show_fps and fps is not None:
+            _label(scene, f"{fps:.1f} FPS", (4, 4), (40, 40, 40), thickness)
+        return scene
+
+    def _draw_detections(self, scene: np.ndarray, detections: Detections, thickness: int) -> None:
+        for i in range(len(detections)):
+            color = color_for(int(detections.class_id[i]))
+            x1, y1, x2, y2 = (round(float(v)) for v in detections.xyxy[i])
+            cv2.rectangle(scene, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+            text = f"{detections.class_name[i]} {detections.confidence[i]:.2f}"
+            _label(scene, text, (x1, y1), color, thickness, above=True)
+            if detections.keypoints is not None:
+                for x, y in detections.keypoints[i]:
+                    cv2.circle(scene, (round(float(x)), round(float(y))), thickness + 1, color, -1, cv2.LINE_AA)
+
+
+def _label(
+    scene: np.ndarray, text: str, origin: tuple[int, int], color: tuple[int, int, int],
+    thickness: int, above: bool = False,
+) -> None:
+    scale = 0.35 * thickness
+    (w, h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x, y = origin
+    top = y - h - baseline - 2 if above and y - h - baseline - 2 >= 0 else y
+    cv2.rectangle(scene, (x, top), (x + w + 2, top + h + baseline + 2), color, -1)
+    cv2.putText(
+        scene, text, (x + 1, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+    )

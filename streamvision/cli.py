@@ -1,0 +1,166 @@
+"""The ``streamvision`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from streamvision.errors import StreamvisionError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Real-time video analytics on ONNX Runtime.",
+)
+
+EXIT_USAGE = 2
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextmanager
+def _reported_errors() -> Iterator[None]:
+    """Turns errors into one line on stderr and an exit code; ``--debug`` keeps the traceback."""
+    try:
+        yield
+    except StreamvisionError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def run(
+    source: Annotated[
+        str | None, typer.Option("--source", "-s", help="Camera index, video file, image folder/glob or URL.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline YAML.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Annotated H.264 mp4 to write.")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Show a window; q or Esc stops.")] = False,
+    events: Annotated[str | None, typer.Option("--events", help="JSON-lines events: a path or '-'.")] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after N frames.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the summary as JSON.")] = None,
+) -> None:
+    """Run a pipeline. With no source and no config: faces on the bundled sample clip."""
+    with _reported_errors():
+        from streamvision.config import default_config, load_config, with_overrides
+        from streamvision.pipeline import Pipeline
+
+        base = load_config(config) if config is not None else default_config()
+        pipeline_config = with_overrides(
+            base, source=source, output=output, show=show, events=events, report=report, max_frames=max_frames
+        )
+        pipeline = Pipeline(pipeline_config)
+        console = Console(stderr=pipeline_config.outputs.events == "-")
+        stopped_by = _stop_on_signals(pipeline)
+        summary = _run_with_progress(pipeline)
+        summary["stopped_by"] = stopped_by.get("signal")
+        _print_summary(console, summary)
+        if pipeline_config.outputs.report is not None:
+            _write_report(pipeline_config.outputs.report, summary)
+        if "signal" in stopped_by:
+            raise typer.Exit(128 + signal.Signals[stopped_by["signal"]].value)
+
+
+def _stop_on_signals(pipeline: Any) -> dict[str, str]:
+    """SIGINT / SIGTERM stop the pipeline cleanly; a second one aborts at once."""
+    received: dict[str, str] = {}
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received["signal"] = signal.Signals(signum).name
+        pipeline.request_stop(received["signal"])
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return received
+
+
+def _run_with_progress(pipeline: Any) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} FPS"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(pipeline.source.source_id, total=pipeline.total_frames, fps=0.0)
+
+        def update(p: Any) -> None:
+            progress.update(task, completed=p.metrics.frames_out, fps=p.metrics.fps_out())
+
+        return pipeline.run(progress=update)
+
+
+def _print_summary(console: Console, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="streamvision run", show_header=False, box=None)
+    table.add_row("source", str(summary["source"]))
+    table.add_row("frames", f"{summary['frames_out']} out of {summary['frames_in']} read, {summary['dropped']} dropped")
+    table.add_row("fps", f"{summary['fps_out']:.1f} (in {summary['fps_in']:.1f})")
+    for stage, ms in summary["stage_ms"].items():
+        table.add_row(f"{stage} ms", _p50_p95(ms))
+    table.add_row("latency ms", _p50_p95(summary["latency_ms"]))
+    table.add_row("detections", str(summary["detections"]))
+    if summary["output"]:
+        table.add_row("video", summary["output"])
+    if summary["events"]:
+        table.add_row("events", summary["events"])
+    console.print(table)
+
+
+def _p50_p95(ms: dict[str, float | None]) -> str:
+    if ms["p50"] is None:
+        return "-"
+    return f"p50 {ms['p50']:.1f}, p95 {ms['p95']:.1f}"
+
+
+def _write_report(path: Path, summary: dict[str, Any]) -> None:
+    from streamvision.errors import SinkError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        raise SinkError(f"cannot write report {path}: {exc.strerror or exc}") from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

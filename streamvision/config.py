@@ -1,0 +1,150 @@
+"""Pipeline config: YAML in, a fully validated :class:`PipelineConfig` out, or one ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from streamvision.errors import ConfigError
+from streamvision.stages import StageConfig, stage_config_class
+
+SAMPLE_CLIP = Path(__file__).resolve().parent / "data" / "carphone.mp4"
+DEFAULT_OUTPUT = Path("streamvision-output.mp4")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where frames come from: a camera index, file, image folder / glob, or stream URL."""
+
+    uri: str
+    id: str | None = None
+    queue_size: int = Field(8, ge=1, le=1024)
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _camera_index(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class OutputConfig(_Strict):
+    """Where results go."""
+
+    video: Path | None = None
+    """Annotated H.264 mp4."""
+    show: bool = False
+    """A window; q or Esc stops the run."""
+    events: str | None = None
+    """JSON lines, one object per frame: a path, or ``-`` for stdout."""
+    report: Path | None = None
+    """The run summary as JSON."""
+
+
+class PipelineConfig(_Strict):
+    """One pipeline: a source, its stages in order, its outputs."""
+
+    source: SourceConfig
+    stages: list[StageConfig] = Field(default_factory=list)
+    outputs: OutputConfig = Field(default_factory=OutputConfig)
+    max_frames: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime threads shared by all models")
+
+
+def default_config() -> PipelineConfig:
+    """The embedded default: face detection over the bundled sample clip into an annotated mp4."""
+    return PipelineConfig(
+        source=SourceConfig(uri=str(SAMPLE_CLIP), id="sample"),
+        stages=[stage_config_class("face_detection")(type="face_detection")],
+        outputs=OutputConfig(video=DEFAULT_OUTPUT),
+    )
+
+
+def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
+    """Validates a config mapping (as loaded from YAML).
+
+    A bare string or number as ``source`` is shorthand for ``{uri: ...}``.
+
+    Raises:
+        ConfigError: naming the first bad key and what is wrong with it.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = dict(raw)
+    if isinstance(raw.get("source"), (str, int)):
+        raw["source"] = {"uri": raw["source"]}
+    stages_raw = raw.pop("stages", [])
+    if not isinstance(stages_raw, list):
+        raise ConfigError(f"{origin}: stages: expected a list of stages")
+    stages = [_parse_stage(item, f"stages.{i}", origin) for i, item in enumerate(stages_raw)]
+    try:
+        return PipelineConfig.model_validate({**raw, "stages": stages})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+
+
+def _parse_stage(item: Any, where: str, origin: str) -> StageConfig:
+    if not isinstance(item, dict) or "type" not in item:
+        raise ConfigError(f"{origin}: {where}: each stage needs a 'type'")
+    try:
+        config_class = stage_config_class(str(item["type"]))
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {where}.type: {exc}") from None
+    try:
+        return config_class.model_validate(item)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin, prefix=where)) from None
+
+
+def _describe(exc: ValidationError, origin: str, prefix: str = "") -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+    message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+    more = exc.error_count() - 1
+    tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+    return f"{origin}: {location}: {message}{tail}"
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Reads and validates a YAML pipeline config.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    return parse_config(raw, origin=str(path))
+
+
+def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
+    """Returns ``config`` with command-line values applied (None means: keep the file's value).
+
+    Keys: source, output, show, events, report, max_frames.
+    """
+    outputs = config.outputs
+    output_updates = {
+        key: value
+        for key, value in {
+            "video": overrides.get("output"),
+            "show": overrides.get("show") or None,
+            "events": overrides.get("events"),
+            "report": overrides.get("report"),
+        }.items()
+        if value is not None
+    }
+    updates: dict[str, Any] = {"outputs": outputs.model_copy(update=output_updates)}
+    if overrides.get("source") is not None:
+        updates["source"] = SourceConfig(uri=str(overrides["source"]))
+    if overrides.get("max_frames") is not None:
+        updates["max_frames"] = overrides["max_frames"]
+    return config.model_copy(update=updates)

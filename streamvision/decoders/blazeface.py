@@ -1,0 +1,101 @@
+"""BlazeFace (MediaPipe face detection) decoder.
+
+Tensor contract, short-range model (128 x 128 input):
+    regressors: (1, 896, 16) float32 in input pixels, relative to each anchor's centre:
+        cx, cy, w, h, then 6 keypoints as x, y (right eye, left eye, nose tip, mouth centre,
+        right ear tragion, left ear tragion).
+    scores: (1, 896, 1) float32 logits.
+Anchors: stride 8 on a 16 x 16 grid (2 per cell) then stride 16 on an 8 x 8 grid (6 per cell),
+centres at ((gx + 0.5) / g, (gy + 0.5) / g), all of unit size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamvision.runtime.nms import nms
+
+SHORT_RANGE_STRIDES = (8, 16, 16, 16)
+NUM_KEYPOINTS = 6
+
+
+def anchor_centres(input_size: int, strides: tuple[int, ...] = SHORT_RANGE_STRIDES) -> np.ndarray:
+    """(A, 2) anchor centres in [0, 1] as MediaPipe's SsdAnchorsCalculator lays them out.
+
+    Consecutive layers with the same stride share one grid, with two anchors per layer per cell.
+
+    Example:
+        >>> anchor_centres(128).shape
+        (896, 2)
+    """
+    centres = []
+    layer = 0
+    while layer < len(strides):
+        stride = strides[layer]
+        per_cell = 0
+        while layer < len(strides) and strides[layer] == stride:
+            per_cell += 2
+            layer += 1
+        grid = input_size // stride
+        ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+        cell = np.stack([(xs + 0.5) / grid, (ys + 0.5) / grid], axis=-1).reshape(-1, 2)
+        centres.append(np.repeat(cell, per_cell, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FaceBoxes:
+    """Decoded faces in input pixels: (N, 4) boxes, (N,) scores, (N, 6, 2) keypoints."""
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    keypoints: np.ndarray
+
+
+def decode_blazeface(
+    regressors: np.ndarray,
+    scores: np.ndarray,
+    anchors: np.ndarray,
+    input_size: int,
+    score_threshold: float,
+    iou_threshold: float,
+    max_faces: int | None = None,
+) -> FaceBoxes:
+    """Turns one image's raw BlazeFace outputs into scored, de-duplicated faces.
+
+    Args:
+        regressors: (A, 16) or (1, A, 16) raw box and keypoint offsets.
+        scores: (A,), (A, 1) or (1, A, 1) logits.
+        anchors: (A, 2) centres from :func:`anchor_centres`.
+        input_size: the square model input side in pixels.
+        score_threshold: minimum sigmoid score.
+        iou_threshold: NMS overlap limit.
+        max_faces: keep at most this many.
+
+    Raises:
+        ValueError: the tensor shapes do not match the anchors.
+    """
+    regressors = regressors.reshape(-1, regressors.shape[-1])
+    logits = scores.reshape(-1)
+    if regressors.shape != (len(anchors), 4 + 2 * NUM_KEYPOINTS) or logits.shape != (len(anchors),):
+        raise ValueError(
+            f"expected regressors ({len(anchors)}, 16) and scores ({len(anchors)},), "
+            f"got {regressors.shape} and {logits.shape}"
+        )
+    probability = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+    selected = np.flatnonzero(probability >= score_threshold)
+    centres = anchors[selected] * input_size
+    raw = regressors[selected]
+    cx = centres[:, 0] + raw[:, 0]
+    cy = centres[:, 1] + raw[:, 1]
+    half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
+    xyxy = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    keypoints = raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + centres[:, None, :]
+    keep = nms(xyxy, probability[selected], iou_threshold, max_faces)
+    return FaceBoxes(
+        xyxy=xyxy[keep].astype(np.float32),
+        scores=probability[selected][keep].astype(np.float32),
+        keypoints=keypoints[keep].astype(np.float32),
+    )

@@ -1,0 +1,21 @@
+"""The errors streamvision reports to a user as one line with exit code 2."""
+
+
+class StreamvisionError(Exception):
+    """Base class: a problem with the user's input (file, stream, config, model), not a bug."""
+
+
+class ConfigError(StreamvisionError):
+    """A pipeline config or command-line option is invalid."""
+
+
+class SourceError(StreamvisionError):
+    """A source cannot be opened or read: missing file, corrupt video, no images, no camera."""
+
+
+class ModelError(StreamvisionError):
+    """A model is unknown, missing, fails its checksum or cannot be loaded."""
+
+
+class SinkError(StreamvisionError):
+    """An output cannot be written."""

@@ -1,0 +1,113 @@
+"""The frame that travels through a pipeline and the result types stages attach to it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes found in one frame, as parallel arrays (one row per detection).
+
+    Attributes:
+        xyxy: (N, 4) float32 boxes as x1, y1, x2, y2 in frame pixels.
+        confidence: (N,) float32 scores in [0, 1].
+        class_id: (N,) int32 indices into the model's labels.
+        class_name: (N,) str labels.
+        keypoints: optional (N, K, 2) float32 points in frame pixels.
+
+    Raises:
+        ValueError: when the arrays do not share the same first dimension or have the wrong shape.
+
+    Example:
+        >>> d = Detections.empty()
+        >>> len(d)
+        0
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    class_name: np.ndarray
+    keypoints: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        if self.xyxy.shape != (n, 4):
+            raise ValueError(f"xyxy must have shape (N, 4), got {self.xyxy.shape}")
+        for name in ("confidence", "class_id", "class_name"):
+            shape = getattr(self, name).shape
+            if shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {shape}")
+        if self.keypoints is not None and (
+            self.keypoints.ndim != 3 or self.keypoints.shape[0] != n or self.keypoints.shape[2] != 2
+        ):
+            raise ValueError(f"keypoints must have shape ({n}, K, 2), got {self.keypoints.shape}")
+
+    @classmethod
+    def empty(cls) -> Detections:
+        """Returns a container with no detections."""
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros(0, np.float32),
+            class_id=np.zeros(0, np.int32),
+            class_name=np.zeros(0, dtype="<U1"),
+        )
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: np.ndarray | slice) -> Detections:
+        """Selects rows by boolean mask, index array or slice; returns a new instance."""
+        return Detections(
+            xyxy=self.xyxy[index],
+            confidence=self.confidence[index],
+            class_id=self.class_id[index],
+            class_name=self.class_name[index],
+            keypoints=None if self.keypoints is None else self.keypoints[index],
+        )
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Returns one JSON-ready dict per detection (box, score, label, keypoints)."""
+        records = []
+        for i in range(len(self)):
+            record: dict[str, Any] = {
+                "label": str(self.class_name[i]),
+                "class_id": int(self.class_id[i]),
+                "score": round(float(self.confidence[i]), 4),
+                "box": [round(float(v), 1) for v in self.xyxy[i]],
+            }
+            if self.keypoints is not None:
+                record["keypoints"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.keypoints[i]]
+            records.append(record)
+        return records
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded image and everything known about it.
+
+    Attributes:
+        image: BGR uint8 array of shape (H, W, 3).
+        source_id: which source produced it.
+        index: position in its source, from 0.
+        pts: presentation timestamp in seconds, when the source has one.
+        capture_time: ``time.monotonic()`` when the frame was read.
+        results: stage name -> result; stages add entries with :meth:`with_result`.
+    """
+
+    image: np.ndarray
+    source_id: str
+    index: int
+    pts: float | None
+    capture_time: float
+    results: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def with_result(self, stage_name: str, result: Any) -> Frame:
+        """Returns a new frame with ``result`` attached under ``stage_name``."""
+        return replace(self, results=MappingProxyType({**self.results, stage_name: result}))

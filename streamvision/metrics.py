@@ -1,0 +1,99 @@
+"""FPS, per-stage time, end-to-end latency and drop accounting for one pipeline run.
+
+Every figure comes from ``time.monotonic()``; samples are kept in bounded windows so a long live
+run uses constant memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+WINDOW = 100_000
+
+
+class Samples:
+    """A bounded window of millisecond samples with percentiles."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self._values: deque[float] = deque(maxlen=window)
+
+    def add(self, ms: float) -> None:
+        self._values.append(ms)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def percentiles(self) -> dict[str, float | None]:
+        """p50 and p95 in ms (None before the first sample)."""
+        if not self._values:
+            return {"p50": None, "p95": None}
+        p50, p95 = np.percentile(np.fromiter(self._values, float), [50, 95])
+        return {"p50": round(float(p50), 2), "p95": round(float(p95), 2)}
+
+
+class PipelineMetrics:
+    """Counters and timings the pipeline threads update and the CLI reads.
+
+    Updates come from several threads; each is a single locked operation.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.frames_in = 0
+        self.frames_out = 0
+        self.detections = 0
+        self.dropped = 0
+        self.source_errors = 0
+        self.stage_ms: dict[str, Samples] = {}
+        self.latency_ms = Samples()
+
+    def frame_in(self) -> None:
+        with self._lock:
+            self.frames_in += 1
+
+    def stage_time(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.stage_ms.setdefault(stage, Samples()).add(seconds * 1000.0)
+
+    def frame_out(self, capture_time: float, detections: int) -> None:
+        with self._lock:
+            self.frames_out += 1
+            self.detections += detections
+            self.latency_ms.add((time.monotonic() - capture_time) * 1000.0)
+
+    def finish(self, dropped: int, source_errors: int) -> None:
+        with self._lock:
+            self.finished = time.monotonic()
+            self.dropped = dropped
+            self.source_errors = source_errors
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    def fps_out(self) -> float:
+        return self.frames_out / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The run's figures as a JSON-ready dict."""
+        with self._lock:
+            elapsed = self.elapsed
+            return {
+                "duration_s": round(elapsed, 3),
+                "frames_in": self.frames_in,
+                "frames_out": self.frames_out,
+                "fps_in": round(self.frames_in / elapsed, 2) if elapsed > 0 else 0.0,
+                "fps_out": round(self.frames_out / elapsed, 2) if elapsed > 0 else 0.0,
+                "dropped": self.dropped,
+                "source_errors": self.source_errors,
+                "detections": self.detections,
+                "stage_ms": {name: s.percentiles() for name, s in self.stage_ms.items()},
+                "latency_ms": self.latency_ms.percentiles(),
+            }

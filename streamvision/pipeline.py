@@ -1,0 +1,218 @@
+"""Wires a source, stages and sinks from one config, and runs them on three threads.
+
+capture thread:  source.read() -> bounded input queue (keep-newest for live sources, else lossless)
+stage thread:    input queue -> each stage in order -> bounded output queue
+calling thread:  output queue -> annotate -> sinks; it also owns the window and signal handling
+
+A pipeline holds no global state: everything it needs comes from its config and its registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from fractions import Fraction
+from typing import Any
+
+from streamvision.annotate import Annotator
+from streamvision.config import PipelineConfig
+from streamvision.errors import StreamvisionError
+from streamvision.frame import Detections, Frame
+from streamvision.metrics import PipelineMetrics
+from streamvision.queues import FrameQueue, QueueClosed, QueueTimeout
+from streamvision.runtime.manifest import ModelRegistry
+from streamvision.runtime.session import ThreadBudget
+from streamvision.sinks.base import Sink
+from streamvision.sources import Source, open_source
+from streamvision.stages import Stage, StageContext, build_stage
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S = 1.5
+POLL_S = 0.1
+
+ProgressCallback = Callable[["Pipeline"], None]
+
+
+class Pipeline:
+    """A runnable pipeline. Construction opens the source, loads the models and prepares sinks.
+
+    Args:
+        config: a validated pipeline config.
+        models: where models are looked up; the packaged manifest by default.
+
+    Raises:
+        SourceError, ModelError, SinkError: the source, a model or an output cannot be opened.
+    """
+
+    def __init__(self, config: PipelineConfig, models: ModelRegistry | None = None) -> None:
+        self.config = config
+        self.metrics = PipelineMetrics()
+        self._stop = threading.Event()
+        self.stop_reason: str | None = None
+        self._errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+        with ExitStack() as on_failure:
+            self.source: Source = open_source(config.source.uri, config.source.id)
+            on_failure.callback(self.source.close)
+            sessions = sum(stage.model_sessions for stage in config.stages)
+            budget = ThreadBudget(config.threads, sessions=max(1, sessions))
+            context = StageContext(models or ModelRegistry(), budget)
+            self.stages: list[Stage] = [build_stage(stage, context) for stage in config.stages]
+            self.sinks: list[Sink] = self._make_sinks()
+            on_failure.pop_all()
+        self.threads_per_model = budget.per_session
+        queue_size = config.source.queue_size
+        self._input: FrameQueue[Frame] = FrameQueue(queue_size, keep_newest=self.source.live)
+        self._output: FrameQueue[Frame] = FrameQueue(queue_size, keep_newest=False)
+        self._annotator = Annotator() if any(s.needs_annotation for s in self.sinks) else None
+
+    def _make_sinks(self) -> list[Sink]:
+        outputs = self.config.outputs
+        sinks: list[Sink] = []
+        if outputs.video is not None:
+            from streamvision.sinks.video import VideoFileSink
+
+            rate = getattr(self.source, "rate", None)
+            if rate is None and self.source.fps:
+                rate = Fraction(self.source.fps).limit_denominator(1001)
+            sinks.append(VideoFileSink(outputs.video, rate))
+        if outputs.events is not None:
+            from streamvision.sinks.events import JsonLinesSink
+
+            sinks.append(JsonLinesSink(outputs.events))
+        if outputs.show:
+            from streamvision.sinks.window import WindowSink
+
+            sinks.append(WindowSink(on_quit=lambda: self.request_stop("window closed")))
+        return sinks
+
+    @property
+    def total_frames(self) -> int | None:
+        """Frames the run will process, when known in advance."""
+        total = self.source.total_frames
+        if self.config.max_frames is not None:
+            return min(total, self.config.max_frames) if total is not None else self.config.max_frames
+        return total
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        """Asks every thread to finish: capture stops, queued results are still written."""
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+
+    def run(self, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Processes the source to its end (or until stopped) and returns the summary.
+
+        Call from the main thread: sinks such as the window need it.
+
+        Raises:
+            StreamvisionError: a source, stage or sink failed; outputs are finalized first.
+        """
+        self.metrics = PipelineMetrics()
+        self._threads = [
+            threading.Thread(target=self._guard(self._capture), name="sv-capture", daemon=True),
+            threading.Thread(target=self._guard(self._process), name="sv-stages", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        try:
+            self._deliver(progress)
+        finally:
+            self.request_stop("finished")
+            for thread in self._threads:
+                thread.join(JOIN_TIMEOUT_S)
+            self._close_sinks()
+            self.metrics.finish(dropped=self._input.dropped, source_errors=self.source.errors)
+        if self._errors:
+            raise self._errors[0]
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """The run's figures plus what ran where."""
+        outputs = self.config.outputs
+        return {
+            "source": self.source.source_id,
+            "stages": [stage.name for stage in self.stages],
+            "output": None if outputs.video is None else str(outputs.video),
+            "events": outputs.events,
+            "model_threads": self.threads_per_model,
+            **self.metrics.summary(),
+        }
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                self._errors.append(exc)
+                self.request_stop("error")
+                if not isinstance(exc, StreamvisionError):
+                    log.exception("%s failed", threading.current_thread().name)
+
+        return run
+
+    def _capture(self) -> None:
+        limit = self.config.max_frames
+        index = 0
+        try:
+            while not self._stop.is_set() and (limit is None or index < limit):
+                item = self.source.read()
+                if item is None:
+                    break
+                image, pts = item
+                frame = Frame(image, self.source.source_id, index, pts, time.monotonic())
+                self.metrics.frame_in()
+                if not self._input.put(frame, self._stop):
+                    break
+                index += 1
+        finally:
+            self._input.close()
+            self.source.close()
+
+    def _process(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = self._input.get(POLL_S)
+                except QueueTimeout:
+                    continue
+                except QueueClosed:
+                    break
+                for stage in self.stages:
+                    started = time.monotonic()
+                    frame = stage.process(frame)
+                    self.metrics.stage_time(stage.name, time.monotonic() - started)
+                if not self._output.put(frame, self._stop):
+                    break
+        finally:
+            self._output.close()
+
+    def _deliver(self, progress: ProgressCallback | None) -> None:
+        while True:
+            try:
+                frame = self._output.get(POLL_S)
+            except QueueTimeout:
+                if self._errors:
+                    return
+                continue
+            except QueueClosed:
+                return
+            annotated = self._annotator.annotate(frame, self.metrics.fps_out()) if self._annotator else None
+            for sink in self.sinks:
+                sink.write(frame, annotated)
+            found = sum(len(r) for r in frame.results.values() if isinstance(r, Detections))
+            self.metrics.frame_out(frame.capture_time, found)
+            if progress is not None:
+                progress(self)
+
+    def _close_sinks(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                log.error("closing %s failed: %s", type(sink).__name__, exc)
+                self._errors.append(exc)

@@ -1,0 +1,1 @@
+"""Running models: the model manifest, ONNX Runtime sessions and the shared pre/post-processing."""

@@ -1,0 +1,43 @@
+"""Non-maximum suppression."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (4,) x1y1x2y2 box against (N, 4) boxes."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS: indices of the boxes kept, best score first.
+
+    Args:
+        boxes: (N, 4) x1, y1, x2, y2.
+        scores: (N,).
+        iou_threshold: a box overlapping a kept one by more than this is dropped.
+        max_keep: stop after this many.
+
+    Example:
+        >>> b = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
+        >>> nms(b, np.array([0.9, 0.8, 0.7]), 0.5).tolist()
+        [0, 2]
+    """
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        if max_keep is not None and len(keep) >= max_keep:
+            break
+        rest = order[1:]
+        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)

@@ -1,0 +1,59 @@
+"""JSON-lines events: one object per frame with its results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from streamvision.errors import SinkError
+from streamvision.frame import Detections, Frame
+
+
+def frame_event(frame: Frame) -> dict[str, Any]:
+    """The JSON-ready event for one frame: its identity and every stage's detections."""
+    results = {
+        name: result.to_records() for name, result in frame.results.items() if isinstance(result, Detections)
+    }
+    return {
+        "source": frame.source_id,
+        "frame": frame.index,
+        "pts": None if frame.pts is None else round(frame.pts, 4),
+        "results": results,
+    }
+
+
+class JsonLinesSink:
+    """Appends one JSON object per frame to a file, or to stdout for ``-``.
+
+    Every line is flushed as it is written, so a killed run loses nothing it already reported.
+
+    Raises:
+        SinkError: the file cannot be opened or written.
+    """
+
+    needs_annotation = False
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._owns_stream = target != "-"
+        try:
+            self._stream: TextIO = (
+                Path(target).open("w", encoding="utf-8") if self._owns_stream else sys.stdout
+            )
+        except OSError as exc:
+            raise SinkError(f"cannot open events file {target}: {exc.strerror or exc}") from None
+
+    def write(self, frame: Frame, annotated: np.ndarray | None) -> None:
+        try:
+            self._stream.write(json.dumps(frame_event(frame), separators=(",", ":")) + "\n")
+            self._stream.flush()
+        except OSError as exc:
+            raise SinkError(f"writing events to {self.target} failed: {exc}") from exc
+
+    def close(self) -> None:
+        if self._owns_stream and not self._stream.closed:
+            self._stream.close()

@@ -1,0 +1,44 @@
+"""A desktop window showing the annotated stream (OpenCV HighGUI)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from streamvision.errors import SinkError
+from streamvision.frame import Frame
+
+_QUIT_KEYS = {ord("q"), 27}  # q, Esc
+
+
+class WindowSink:
+    """Shows each annotated frame; q or Esc calls ``on_quit``.
+
+    Must be driven from the main thread (GUI toolkits require it).
+
+    Raises:
+        SinkError: no display is available.
+    """
+
+    needs_annotation = True
+
+    def __init__(self, on_quit: Callable[[], None], title: str = "streamvision") -> None:
+        self._on_quit = on_quit
+        self._title = title
+        self._open = False
+
+    def write(self, frame: Frame, annotated: np.ndarray | None) -> None:
+        try:
+            cv2.imshow(self._title, frame.image if annotated is None else annotated)
+        except cv2.error as exc:
+            raise SinkError(f"cannot open a window (no display?): {exc.err}") from None
+        self._open = True
+        if cv2.waitKey(1) & 0xFF in _QUIT_KEYS:
+            self._on_quit()
+
+    def close(self) -> None:
+        if self._open:
+            cv2.destroyWindow(self._title)
+            self._open = False

@@ -1,0 +1,37 @@
+"""The source protocol every capture backend follows."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Source(Protocol):
+    """Yields decoded frames from one place (camera, file, image folder, stream).
+
+    Lifecycle: construct (which opens, raising :class:`~streamvision.errors.SourceError` when the
+    source cannot be opened), call :meth:`read` until it returns None, then :meth:`close`.
+    """
+
+    source_id: str
+    live: bool
+    """Live sources (cameras, streams) run in real time: a slow consumer drops their frames."""
+    fps: float | None
+    """Nominal frame rate, when known."""
+    total_frames: int | None
+    """Frame count, when known in advance (files)."""
+    errors: int
+    """Frames that could not be decoded or read and were skipped."""
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        """Returns the next BGR image and its presentation time in seconds, or None at the end.
+
+        Raises:
+            SourceError: the source failed in a way that ends it.
+        """
+        ...
+
+    def close(self) -> None:
+        """Releases the device, file or connection. Safe to call twice."""
+        ...

@@ -1,0 +1,41 @@
+"""Local cameras (webcams, capture cards) through OpenCV."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from streamvision.errors import SourceError
+
+
+class CameraSource:
+    """Reads a camera by device index (``--source 0``); always live.
+
+    Raises:
+        SourceError: no camera with that index can be opened.
+    """
+
+    def __init__(self, index: int, source_id: str) -> None:
+        self.source_id = source_id
+        self.live = True
+        self.errors = 0
+        self.total_frames = None
+        self._capture = cv2.VideoCapture(index)
+        if not self._capture.isOpened():
+            raise SourceError(f"cannot open camera {index}")
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps: float | None = fps if fps > 0 else None
+        self._index = index
+        self._start = time.monotonic()
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        """Returns the next frame, or None when the camera stops delivering."""
+        ok, image = self._capture.read()
+        if not ok:
+            return None
+        return image, time.monotonic() - self._start
+
+    def close(self) -> None:
+        self._capture.release()

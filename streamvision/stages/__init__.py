@@ -1,0 +1,31 @@
+"""Stages, registered by name: ``type`` in a pipeline config picks one."""
+
+from __future__ import annotations
+
+from streamvision.errors import ConfigError
+from streamvision.stages.base import Stage, StageConfig, StageContext, StageFactory
+from streamvision.stages.faces import FaceDetectionConfig, FaceDetector
+
+STAGES: dict[str, tuple[type[StageConfig], StageFactory]] = {
+    "face_detection": (FaceDetectionConfig, FaceDetector),
+}
+
+__all__ = ["STAGES", "Stage", "StageConfig", "StageContext", "build_stage", "stage_config_class"]
+
+
+def stage_config_class(type_name: str) -> type[StageConfig]:
+    """The config class registered for ``type_name``.
+
+    Raises:
+        ConfigError: unknown stage type; the message lists the valid ones.
+    """
+    try:
+        return STAGES[type_name][0]
+    except KeyError:
+        valid = ", ".join(sorted(STAGES))
+        raise ConfigError(f"unknown stage type {type_name!r}; valid: {valid}") from None
+
+
+def build_stage(config: StageConfig, context: StageContext) -> Stage:
+    """Constructs the stage that ``config`` describes."""
+    return STAGES[config.type][1](config, context)
