@@ -1,0 +1,59 @@
+"""Shared fixtures: the bundled clip, real photos from scikit-image, and clips made on the fly."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streamvision.config import SAMPLE_CLIP
+from streamvision.runtime.manifest import ModelRegistry
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    """Every frame of a video as BGR arrays."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], rate: Fraction = Fraction(25)) -> Path:
+    """Encodes BGR frames as an H.264 mp4."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    return SAMPLE_CLIP
+
+
+@pytest.fixture(scope="session")
+def models() -> ModelRegistry:
+    return ModelRegistry()
+
+
+@pytest.fixture(scope="session")
+def astronaut(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-image's astronaut photo (public domain) as a PNG."""
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("images") / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory: pytest.TempPathFactory, sample_clip: Path) -> Path:
+    """The sample clip ten times over (1,200 frames): long enough to interrupt a run."""
+    frames = decode_all(sample_clip)
+    return write_clip(tmp_path_factory.mktemp("clips") / "long.mp4", frames * 10, Fraction(30000, 1001))
