@@ -9,10 +9,26 @@ from streamvision.frame import Detections, Frame
 
 # A qualitative palette (BGR); a class keeps its colour across frames and runs.
 PALETTE = (
-    (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
-    (10, 249, 72), (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0),
-    (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0),
-    (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255),
+    (56, 56, 255),
+    (151, 157, 255),
+    (31, 112, 255),
+    (29, 178, 255),
+    (49, 210, 207),
+    (10, 249, 72),
+    (23, 204, 146),
+    (134, 219, 61),
+    (52, 147, 26),
+    (187, 212, 0),
+    (168, 153, 44),
+    (255, 194, 0),
+    (147, 69, 52),
+    (255, 115, 100),
+    (236, 24, 0),
+    (255, 56, 132),
+    (133, 0, 82),
+    (255, 56, 203),
+    (200, 149, 255),
+    (199, 55, 255),
 )
 
 
@@ -48,12 +64,18 @@ class Annotator:
             _label(scene, text, (x1, y1), color, thickness, above=True)
             if detections.keypoints is not None:
                 for x, y in detections.keypoints[i]:
-                    cv2.circle(scene, (round(float(x)), round(float(y))), thickness + 1, color, -1, cv2.LINE_AA)
+                    cv2.circle(
+                        scene, (round(float(x)), round(float(y))), thickness + 1, color, -1, cv2.LINE_AA
+                    )
 
 
 def _label(
-    scene: np.ndarray, text: str, origin: tuple[int, int], color: tuple[int, int, int],
-    thickness: int, above: bool = False,
+    scene: np.ndarray,
+    text: str,
+    origin: tuple[int, int],
+    color: tuple[int, int, int],
+    thickness: int,
+    above: bool = False,
 ) -> None:
     scale = 0.35 * thickness
     (w, h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)

@@ -54,7 +54,9 @@ def _reported_errors() -> Iterator[None]:
     except Exception as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True)
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True
+        )
         raise typer.Exit(1) from None
 
 
@@ -64,10 +66,14 @@ def run(
         str | None, typer.Option("--source", "-s", help="Camera index, video file, image folder/glob or URL.")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline YAML.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Annotated H.264 mp4 to write.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Annotated H.264 mp4 to write.")
+    ] = None,
     show: Annotated[bool, typer.Option("--show", help="Show a window; q or Esc stops.")] = False,
     events: Annotated[str | None, typer.Option("--events", help="JSON-lines events: a path or '-'.")] = None,
-    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after N frames.")] = None,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", min=1, help="Stop after N frames.")
+    ] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the summary as JSON.")] = None,
 ) -> None:
     """Run a pipeline. With no source and no config: faces on the bundled sample clip."""
@@ -132,7 +138,9 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
 
     table = Table(title="streamvision run", show_header=False, box=None)
     table.add_row("source", str(summary["source"]))
-    table.add_row("frames", f"{summary['frames_out']} out of {summary['frames_in']} read, {summary['dropped']} dropped")
+    table.add_row(
+        "frames", f"{summary['frames_out']} out of {summary['frames_in']} read, {summary['dropped']} dropped"
+    )
     table.add_row("fps", f"{summary['fps_out']:.1f} (in {summary['fps_in']:.1f})")
     for stage, ms in summary["stage_ms"].items():
         table.add_row(f"{stage} ms", _p50_p95(ms))

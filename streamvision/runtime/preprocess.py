@@ -41,8 +41,13 @@ def letterbox(image: np.ndarray, size: tuple[int, int], fill: int = 0) -> tuple[
     resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     pad_x, pad_y = (target_w - new_w) // 2, (target_h - new_h) // 2
     padded = cv2.copyMakeBorder(
-        resized, pad_y, target_h - new_h - pad_y, pad_x, target_w - new_w - pad_x,
-        cv2.BORDER_CONSTANT, value=(fill, fill, fill),
+        resized,
+        pad_y,
+        target_h - new_h - pad_y,
+        pad_x,
+        target_w - new_w - pad_x,
+        cv2.BORDER_CONSTANT,
+        value=(fill, fill, fill),
     )
     return padded, Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y)
 

@@ -42,7 +42,9 @@ class JsonLinesSink:
         self._owns_stream = target != "-"
         try:
             self._stream: TextIO = (
-                Path(target).open("w", encoding="utf-8") if self._owns_stream else sys.stdout
+                Path(target).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                if self._owns_stream
+                else sys.stdout
             )
         except OSError as exc:
             raise SinkError(f"cannot open events file {target}: {exc.strerror or exc}") from None

@@ -21,8 +21,14 @@ class CameraSource:
         self.source_id = source_id
         self.live = True
         self.errors = 0
-        self.total_frames = None
-        self._capture = cv2.VideoCapture(index)
+        self.total_frames: int | None = None
+        quiet = cv2.utils.logging.getLogLevel()
+        # OpenCV logs a paragraph per backend it tries; the SourceError below says it in one line.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            self._capture = cv2.VideoCapture(index)
+        finally:
+            cv2.utils.logging.setLogLevel(quiet)
         if not self._capture.isOpened():
             raise SourceError(f"cannot open camera {index}")
         fps = self._capture.get(cv2.CAP_PROP_FPS)

@@ -43,7 +43,10 @@ class VideoSource:
         try:
             self._container = av.open(uri, options=_STREAM_OPTIONS if live else None)
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(f"cannot open {uri} as a video: {exc}") from exc
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise SourceError(
+                f"cannot open {uri} as a video (corrupt, truncated or not a video): {reason}"
+            ) from exc
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"{uri} holds no video stream")
@@ -78,7 +81,7 @@ class VideoSource:
                 raise SourceError(f"{self._uri}: no frame could be decoded") from None
             return None
         except av.error.FFmpegError as exc:
-            raise SourceError(f"{self._uri}: read failed: {exc}") from exc
+            raise SourceError(f"{self._uri}: read failed: {exc.strerror or exc}") from exc
         self._decoded += 1
         return frame.to_ndarray(format="bgr24"), frame.time
 

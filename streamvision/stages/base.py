@@ -54,4 +54,5 @@ class Stage(Protocol):
     def process(self, frame: Frame) -> Frame: ...
 
 
-StageFactory = Callable[[StageConfig, StageContext], Stage]
+# Each factory takes its own config subclass, so the registry cannot name the argument types.
+StageFactory = Callable[..., Stage]

@@ -54,10 +54,17 @@ class FaceDetector:
     def process(self, frame: Frame) -> Frame:
         spec = self._spec
         image, box = letterbox(frame.image, spec.input.size)
-        regressors, scores = self._model.run({spec.input.name: to_tensor([image], spec.input)}, list(spec.outputs))
+        regressors, scores = self._model.run(
+            {spec.input.name: to_tensor([image], spec.input)}, list(spec.outputs)
+        )
         faces = decode_blazeface(
-            regressors[0], scores[0], self._anchors, spec.input.size[0],
-            self._config.score_threshold, self._config.iou_threshold, self._config.max_faces,
+            regressors[0],
+            scores[0],
+            self._anchors,
+            spec.input.size[0],
+            self._config.score_threshold,
+            self._config.iou_threshold,
+            self._config.max_faces,
         )
         height, width = frame.image.shape[:2]
         xyxy = box.boxes_to_frame(faces.xyxy)

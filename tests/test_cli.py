@@ -1,0 +1,153 @@
+"""The command line as a user runs it: real processes, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+ENV = {**os.environ, "COLUMNS": "120"}
+
+
+def streamvision(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamvision", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=ENV,
+    )
+
+
+def _count_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_default_run_writes_a_playable_annotated_mp4_and_a_summary(tmp_path: Path) -> None:
+    result = streamvision("run", "--report", "report.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "streamvision run" in result.stdout and "fps" in result.stdout
+    output = tmp_path / "streamvision-output.mp4"
+    with av.open(str(output)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    assert _count_frames(output) == 120
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["frames_out"] == 120 and report["fps_out"] > 0 and report["detections"] >= 114
+
+
+def test_events_to_stdout_keep_stdout_clean(tmp_path: Path, sample_clip: Path) -> None:
+    result = streamvision(
+        "run",
+        "--source",
+        str(sample_clip),
+        "--events",
+        "-",
+        "--max-frames",
+        "4",
+        "--output",
+        str(tmp_path / "o.mp4"),
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["frame"] for e in events] == [0, 1, 2, 3]
+    assert "streamvision run" in result.stderr
+
+
+def _truncated_mp4(tmp_path: Path, sample_clip: Path) -> Path:
+    data = sample_clip.read_bytes()
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_source", "message"),
+    [
+        (lambda tmp, clip: tmp / "missing.mp4", "no such video file"),
+        (lambda tmp, clip: (tmp / "empty.mp4").write_bytes(b"") or tmp / "empty.mp4", "video file is empty"),
+        (
+            lambda tmp, clip: (tmp / "noise.mp4").write_bytes(os.urandom(50_000)) or tmp / "noise.mp4",
+            "cannot open",
+        ),
+        (_truncated_mp4, "truncated.mp4"),
+        (lambda tmp, clip: (tmp / "empty_dir").mkdir() or tmp / "empty_dir", "no images found"),
+        (lambda tmp, clip: tmp / "shots" / "*.png", "no images found"),
+    ],
+    ids=["missing", "empty", "random-bytes", "truncated", "empty-folder", "glob-no-match"],
+)
+def test_bad_sources_give_one_line_and_exit_2(
+    tmp_path: Path, sample_clip: Path, make_source, message
+) -> None:
+    result = streamvision(
+        "run", "--source", str(make_source(tmp_path, sample_clip)), "--output", str(tmp_path / "out.mp4")
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("source: clip.mp4\nstages:\n  - type: face_detection\n    threshold: 0.5\n")
+    result = streamvision("run", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {config}: stages.0.threshold: unknown key"
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = streamvision("--debug", "run", "--source", str(tmp_path / "missing.mp4"))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_finalizes_outputs_within_two_seconds(tmp_path: Path, long_clip: Path, signum: int) -> None:
+    output, events = tmp_path / "out.mp4", tmp_path / "events.jsonl"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamvision",
+            "run",
+            "--source",
+            str(long_clip),
+            "--output",
+            str(output),
+            "--events",
+            str(events),
+            "--report",
+            str(tmp_path / "report.json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    deadline = time.monotonic() + 60
+    while (not events.exists() or events.stat().st_size == 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signum)
+    sent = time.monotonic()
+    _, stderr = process.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert process.returncode == 128 + signum, stderr
+    assert took < 2.0, f"exited {took:.2f} s after the signal"
+    assert "Traceback" not in stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert 0 < report["frames_out"] < 1200
+    assert report["stopped_by"] == signal.Signals(signum).name
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert len(lines) == report["frames_out"]
+    assert _count_frames(output) == report["frames_out"]
