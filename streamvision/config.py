@@ -25,6 +25,8 @@ class SourceConfig(_Strict):
     uri: str
     id: str | None = None
     queue_size: int = Field(8, ge=1, le=1024)
+    realtime: bool = False
+    """Play a file at its own frame rate as a live source (frames are dropped when processing lags)."""
 
     @field_validator("uri", mode="before")
     @classmethod

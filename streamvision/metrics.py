@@ -28,6 +28,10 @@ class Samples:
     def __len__(self) -> int:
         return len(self._values)
 
+    def values(self) -> list[float]:
+        """The samples in the window, oldest first."""
+        return list(self._values)
+
     def percentiles(self) -> dict[str, float | None]:
         """p50 and p95 in ms (None before the first sample)."""
         if not self._values:

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from fractions import Fraction
 from typing import Any
 
 from streamvision.annotate import Annotator
@@ -56,7 +55,7 @@ class Pipeline:
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
         with ExitStack() as on_failure:
-            self.source: Source = open_source(config.source.uri, config.source.id)
+            self.source: Source = open_source(config.source.uri, config.source.id, config.source.realtime)
             on_failure.callback(self.source.close)
             sessions = sum(stage.model_sessions for stage in config.stages)
             budget = ThreadBudget(config.threads, sessions=max(1, sessions))
@@ -76,10 +75,7 @@ class Pipeline:
         if outputs.video is not None:
             from streamvision.sinks.video import VideoFileSink
 
-            rate = getattr(self.source, "rate", None)
-            if rate is None and self.source.fps:
-                rate = Fraction(self.source.fps).limit_denominator(1001)
-            sinks.append(VideoFileSink(outputs.video, rate))
+            sinks.append(VideoFileSink(outputs.video, self.source.rate))
         if outputs.events is not None:
             from streamvision.sinks.events import JsonLinesSink
 

@@ -20,6 +20,12 @@ def decode_all(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
 
 
+def count_frames(path: Path) -> int:
+    """How many frames a video decodes to."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
 def write_clip(path: Path, frames: list[np.ndarray], rate: Fraction = Fraction(25)) -> Path:
     """Encodes BGR frames as an H.264 mp4."""
     with av.open(str(path), mode="w") as container:

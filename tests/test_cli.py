@@ -13,6 +13,8 @@ from pathlib import Path
 import av
 import pytest
 
+from tests.conftest import count_frames
+
 ENV = {**os.environ, "COLUMNS": "120"}
 
 
@@ -29,11 +31,6 @@ def streamvision(
     )
 
 
-def _count_frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
-
-
 def test_default_run_writes_a_playable_annotated_mp4_and_a_summary(tmp_path: Path) -> None:
     result = streamvision("run", "--report", "report.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -41,7 +38,7 @@ def test_default_run_writes_a_playable_annotated_mp4_and_a_summary(tmp_path: Pat
     output = tmp_path / "streamvision-output.mp4"
     with av.open(str(output)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
-    assert _count_frames(output) == 120
+    assert count_frames(output) == 120
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["frames_out"] == 120 and report["fps_out"] > 0 and report["detections"] >= 114
 
@@ -150,4 +147,4 @@ def test_interrupt_finalizes_outputs_within_two_seconds(tmp_path: Path, long_cli
     assert report["stopped_by"] == signal.Signals(signum).name
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert len(lines) == report["frames_out"]
-    assert _count_frames(output) == report["frames_out"]
+    assert count_frames(output) == report["frames_out"]

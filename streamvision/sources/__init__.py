@@ -22,15 +22,25 @@ def default_source_id(uri: str) -> str:
     return Path(uri.rstrip("/")).name or uri
 
 
-def open_source(uri: str, source_id: str | None = None) -> Source:
+def open_source(uri: str, source_id: str | None = None, realtime: bool = False) -> Source:
     """Opens a camera index, video file, image folder / glob / file, or stream URL.
+
+    ``realtime`` plays a file or image sequence at its frame rate as a live source.
 
     Raises:
         SourceError: the source cannot be opened (missing, not a video, no images, no camera).
     """
+    source = _open(uri, source_id or default_source_id(uri))
+    if realtime and not source.live:
+        from streamvision.sources.realtime import RealtimeSource
+
+        return RealtimeSource(source)
+    return source
+
+
+def _open(uri: str, sid: str) -> Source:
     from streamvision.sources.images import ImageSource, is_image_path
 
-    sid = source_id or default_source_id(uri)
     if uri.isdigit():
         from streamvision.sources.camera import CameraSource
 

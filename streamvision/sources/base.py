@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
@@ -17,12 +18,15 @@ class Source(Protocol):
     source_id: str
     live: bool
     """Live sources (cameras, streams) run in real time: a slow consumer drops their frames."""
-    fps: float | None
-    """Nominal frame rate, when known."""
+    rate: Fraction | None
+    """Nominal frame rate, exact (30000/1001 for NTSC video), when known."""
     total_frames: int | None
     """Frame count, when known in advance (files)."""
-    errors: int
-    """Frames that could not be decoded or read and were skipped."""
+
+    @property
+    def errors(self) -> int:
+        """Frames that could not be decoded or read and were skipped."""
+        ...
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
         """Returns the next BGR image and its presentation time in seconds, or None at the end.

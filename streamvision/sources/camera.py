@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -32,7 +33,7 @@ class CameraSource:
         if not self._capture.isOpened():
             raise SourceError(f"cannot open camera {index}")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
-        self.fps: float | None = fps if fps > 0 else None
+        self.rate: Fraction | None = Fraction(fps).limit_denominator(1001) if fps > 0 else None
         self._index = index
         self._start = time.monotonic()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -33,11 +34,11 @@ class ImageSource:
         SourceError: nothing matches, or the folder holds no images.
     """
 
-    def __init__(self, uri: str, source_id: str, fps: float = 10.0) -> None:
+    def __init__(self, uri: str, source_id: str, fps: int = 10) -> None:
         self.source_id = source_id
         self.live = False
         self.errors = 0
-        self.fps: float | None = fps
+        self.rate: Fraction | None = Fraction(fps)
         self._fps = fps
         path = Path(uri)
         if path.is_dir():

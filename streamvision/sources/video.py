@@ -54,7 +54,6 @@ class VideoSource:
         self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.base_rate
         self.rate: Fraction | None = Fraction(rate) if rate else None
-        self.fps = float(rate) if rate else None
         self.total_frames = (self._stream.frames or None) if not live else None
         self._uri = uri
         self._frames = self._decode()
