@@ -6,8 +6,6 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -15,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from streamvision.errors import StreamvisionError
+from streamvision.cli_errors import reported_errors, set_debug
 
 app = typer.Typer(
     add_completion=False,
@@ -23,41 +21,17 @@ app = typer.Typer(
     help="Real-time video analytics on ONNX Runtime.",
 )
 
-EXIT_USAGE = 2
-_state = {"debug": False}
-
 
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
-    _state["debug"] = debug
+    set_debug(debug)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-@contextmanager
-def _reported_errors() -> Iterator[None]:
-    """Turns errors into one line on stderr and an exit code; ``--debug`` keeps the traceback."""
-    try:
-        yield
-    except StreamvisionError as exc:
-        if _state["debug"]:
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        if _state["debug"]:
-            raise
-        typer.echo(
-            f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True
-        )
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -77,7 +51,7 @@ def run(
     report: Annotated[Path | None, typer.Option("--report", help="Write the summary as JSON.")] = None,
 ) -> None:
     """Run a pipeline. With no source and no config: faces on the bundled sample clip."""
-    with _reported_errors():
+    with reported_errors():
         from streamvision.config import default_config, load_config, with_overrides
         from streamvision.pipeline import Pipeline
 
@@ -167,6 +141,11 @@ def _write_report(path: Path, summary: dict[str, Any]) -> None:
         path.write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as exc:
         raise SinkError(f"cannot write report {path}: {exc.strerror or exc}") from None
+
+
+from streamvision.bench.command import bench  # noqa: E402 - registered after the app exists
+
+app.command()(bench)
 
 
 def main() -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamvision.errors import ConfigError
 from streamvision.stages import StageConfig, stage_config_class
@@ -19,6 +19,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ReconnectConfig(_Strict):
+    """How a network source retries after it goes offline: exponential backoff with jitter."""
+
+    initial: float = Field(0.5, gt=0, le=3600)
+    """Seconds before the first retry; each failed retry doubles the wait."""
+    max: float = Field(30.0, gt=0, le=3600)
+    """The longest wait between two retries, in seconds."""
+    jitter: float = Field(0.2, ge=0, le=1)
+    """Each wait is shortened by a random fraction up to this, so many cameras do not retry in step."""
+    max_retries: int | None = Field(None, ge=0)
+    """Retries before giving up with an error; None retries forever, 0 never retries."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectConfig:
+        if self.max < self.initial:
+            raise ValueError(f"max ({self.max}) must be >= initial ({self.initial})")
+        return self
+
+
 class SourceConfig(_Strict):
     """Where frames come from: a camera index, file, image folder / glob, or stream URL."""
 
@@ -27,6 +46,15 @@ class SourceConfig(_Strict):
     queue_size: int = Field(8, ge=1, le=1024)
     realtime: bool = False
     """Play a file at its own frame rate as a live source (frames are dropped when processing lags)."""
+    realtime_fps: float | None = Field(None, gt=0, le=1000)
+    """Play a file as a live source at this frame rate instead of its own (implies ``realtime``)."""
+    transport: Literal["tcp", "udp"] = "tcp"
+    """RTSP transport (network streams)."""
+    open_timeout: float = Field(10.0, gt=0, le=600)
+    """Seconds to connect and read a stream's headers before the attempt fails (network streams)."""
+    stall_timeout: float = Field(10.0, gt=0, le=600)
+    """A stream that delivers no frame for this many seconds is offline and reconnected."""
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
 
     @field_validator("uri", mode="before")
     @classmethod

@@ -19,3 +19,7 @@ class ModelError(StreamvisionError):
 
 class SinkError(StreamvisionError):
     """An output cannot be written."""
+
+
+class ConversionError(StreamvisionError):
+    """A model cannot be converted to ONNX, or the converted model disagrees with its source."""

@@ -28,16 +28,26 @@ class Samples:
     def __len__(self) -> int:
         return len(self._values)
 
+    def last(self) -> float | None:
+        """The newest sample."""
+        return self._values[-1] if self._values else None
+
     def values(self) -> list[float]:
         """The samples in the window, oldest first."""
         return list(self._values)
 
     def percentiles(self) -> dict[str, float | None]:
-        """p50 and p95 in ms (None before the first sample)."""
+        """p50, p95 and p99 in ms, and the mean (all None before the first sample)."""
         if not self._values:
-            return {"p50": None, "p95": None}
-        p50, p95 = np.percentile(np.fromiter(self._values, float), [50, 95])
-        return {"p50": round(float(p50), 2), "p95": round(float(p95), 2)}
+            return {"p50": None, "p95": None, "p99": None, "mean": None}
+        values = np.fromiter(self._values, float)
+        p50, p95, p99 = np.percentile(values, [50, 95, 99])
+        return {
+            "p50": round(float(p50), 3),
+            "p95": round(float(p95), 3),
+            "p99": round(float(p99), 3),
+            "mean": round(float(values.mean()), 3),
+        }
 
 
 class PipelineMetrics:
@@ -56,6 +66,7 @@ class PipelineMetrics:
         self.dropped = 0
         self.source_errors = 0
         self.stage_ms: dict[str, Samples] = {}
+        self.step_ms: dict[str, Samples] = {}
         self.latency_ms = Samples()
 
     def frame_in(self) -> None:
@@ -65,6 +76,11 @@ class PipelineMetrics:
     def stage_time(self, stage: str, seconds: float) -> None:
         with self._lock:
             self.stage_ms.setdefault(stage, Samples()).add(seconds * 1000.0)
+
+    def step_time(self, step: str, seconds: float) -> None:
+        """Time spent outside the stages: ``decode``, ``annotate``, and each sink's write."""
+        with self._lock:
+            self.step_ms.setdefault(step, Samples()).add(seconds * 1000.0)
 
     def frame_out(self, capture_time: float, detections: int) -> None:
         with self._lock:
@@ -99,5 +115,6 @@ class PipelineMetrics:
                 "source_errors": self.source_errors,
                 "detections": self.detections,
                 "stage_ms": {name: s.percentiles() for name, s in self.stage_ms.items()},
+                "step_ms": {name: s.percentiles() for name, s in self.step_ms.items()},
                 "latency_ms": self.latency_ms.percentiles(),
             }

@@ -55,7 +55,9 @@ class Pipeline:
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
         with ExitStack() as on_failure:
-            self.source: Source = open_source(config.source.uri, config.source.id, config.source.realtime)
+            self.source: Source = open_source(
+                config.source.uri, config.source.id, config.source.realtime, config.source.realtime_fps
+            )
             on_failure.callback(self.source.close)
             sessions = sum(stage.model_sessions for stage in config.stages)
             budget = ThreadBudget(config.threads, sessions=max(1, sessions))
@@ -93,6 +95,11 @@ class Pipeline:
         if self.config.max_frames is not None:
             return min(total, self.config.max_frames) if total is not None else self.config.max_frames
         return total
+
+    @property
+    def dropped(self) -> int:
+        """Frames a live source delivered that processing had no time for."""
+        return self._input.dropped
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Asks every thread to finish: capture stops, queued results are still written."""
@@ -156,9 +163,11 @@ class Pipeline:
         index = 0
         try:
             while not self._stop.is_set() and (limit is None or index < limit):
+                started = time.monotonic()
                 item = self.source.read()
                 if item is None:
                     break
+                self.metrics.step_time("decode", time.monotonic() - started)
                 image, pts = item
                 frame = Frame(image, self.source.source_id, index, pts, time.monotonic())
                 self.metrics.frame_in()
@@ -197,9 +206,15 @@ class Pipeline:
                 continue
             except QueueClosed:
                 return
-            annotated = self._annotator.annotate(frame, self.metrics.fps_out()) if self._annotator else None
+            annotated = None
+            if self._annotator is not None:
+                started = time.monotonic()
+                annotated = self._annotator.annotate(frame, self.metrics.fps_out())
+                self.metrics.step_time("annotate", time.monotonic() - started)
             for sink in self.sinks:
+                started = time.monotonic()
                 sink.write(frame, annotated)
+                self.metrics.step_time(sink.step_name, time.monotonic() - started)
             found = sum(len(r) for r in frame.results.values() if isinstance(r, Detections))
             self.metrics.frame_out(frame.capture_time, found)
             if progress is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -45,32 +47,66 @@ class ThreadBudget:
             return self.per_session
 
 
+@dataclass(frozen=True)
+class OrtSettings:
+    """ONNX Runtime session settings. The defaults are the ones ``streamvision bench`` measured best
+    on a 2-core CPU: full graph optimisation, sequential execution, no spinning workers."""
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    spinning: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def session_options(self) -> Any:
+        """The equivalent ``onnxruntime.SessionOptions``."""
+        import onnxruntime as ort
+
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.graph_optimization_level = levels[self.graph_optimization]
+        options.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL
+            if self.execution_mode == "parallel"
+            else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
+        # Spinning workers burn a core while idle, which starves the decoding and encoding threads.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
+        return options
+
+
 class OnnxModel:
     """An ONNX Runtime inference session on the CPU.
 
     Args:
         path: the .onnx file.
         threads: intra-op threads for this session (from a :class:`ThreadBudget`).
+        settings: the other session settings; ``threads`` overrides its intra-op count.
 
     Raises:
         ModelError: the file is missing or ONNX Runtime rejects it.
     """
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1, settings: OrtSettings | None = None) -> None:
         import onnxruntime as ort
 
         if not path.is_file():
             raise ModelError(f"no such model file: {path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning workers burn a core while idle, which starves decoding and encoding threads.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.settings = replace(settings or OrtSettings(), intra_op_threads=threads)
         try:
             self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(path), sess_options=self.settings.session_options(), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
             raise ModelError(f"ONNX Runtime cannot load {path}: {exc}") from exc
@@ -78,6 +114,7 @@ class OnnxModel:
         self.threads = threads
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
+        self.input_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
 
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         """Runs the model and returns the requested outputs (all of them by default), in order."""

@@ -12,6 +12,8 @@ from streamvision.frame import Frame
 class Sink(Protocol):
     """Consumes finished frames. ``close`` finalizes output (and must run even after an error)."""
 
+    step_name: str
+    """The name its write time is reported under (``encode``, ``events``, ...)."""
     needs_annotation: bool
     """Whether the pipeline should draw results for this sink."""
 

@@ -35,6 +35,7 @@ class JsonLinesSink:
         SinkError: the file cannot be opened or written.
     """
 
+    step_name = "events"
     needs_annotation = False
 
     def __init__(self, target: str) -> None:

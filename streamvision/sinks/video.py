@@ -34,6 +34,7 @@ class VideoFileSink:
         SinkError: the file cannot be created or encoding fails.
     """
 
+    step_name = "encode"
     needs_annotation = True
 
     def __init__(self, path: Path, rate: Fraction | None = None, crf: int = 23) -> None:

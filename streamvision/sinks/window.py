@@ -22,6 +22,7 @@ class WindowSink:
         SinkError: no display is available.
     """
 
+    step_name = "window"
     needs_annotation = True
 
     def __init__(self, on_quit: Callable[[], None], title: str = "streamvision") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from fractions import Fraction
 from pathlib import Path
 
 from streamvision.sources.base import Source
@@ -22,19 +23,23 @@ def default_source_id(uri: str) -> str:
     return Path(uri.rstrip("/")).name or uri
 
 
-def open_source(uri: str, source_id: str | None = None, realtime: bool = False) -> Source:
+def open_source(
+    uri: str, source_id: str | None = None, realtime: bool = False, realtime_fps: float | None = None
+) -> Source:
     """Opens a camera index, video file, image folder / glob / file, or stream URL.
 
-    ``realtime`` plays a file or image sequence at its frame rate as a live source.
+    ``realtime`` plays a file or image sequence as a live source, at its own frame rate or at
+    ``realtime_fps`` when given.
 
     Raises:
         SourceError: the source cannot be opened (missing, not a video, no images, no camera).
     """
     source = _open(uri, source_id or default_source_id(uri))
-    if realtime and not source.live:
+    if (realtime or realtime_fps) and not source.live:
         from streamvision.sources.realtime import RealtimeSource
 
-        return RealtimeSource(source)
+        rate = Fraction(realtime_fps).limit_denominator(1001) if realtime_fps else None
+        return RealtimeSource(source, rate)
     return source
 
 

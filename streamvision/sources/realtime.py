@@ -15,14 +15,19 @@ class RealtimeSource:
 
     The result is live: a pipeline slower than the frame rate drops frames instead of falling
     behind, exactly as with a camera. Useful to try a live setup, and to measure latency, on a file.
+
+    Args:
+        inner: a finite source (file, images).
+        rate: deliver at this frame rate instead of the source's own timestamps.
     """
 
     live = True
 
-    def __init__(self, inner: Source) -> None:
+    def __init__(self, inner: Source, rate: Fraction | None = None) -> None:
         self.inner = inner
         self.source_id = inner.source_id
-        self.rate: Fraction | None = inner.rate
+        self._paced_by_index = rate is not None
+        self.rate: Fraction | None = rate or inner.rate
         self.total_frames = inner.total_frames
         self._origin: float | None = None
         self._count = 0
@@ -36,7 +41,7 @@ class RealtimeSource:
         item = self.inner.read()
         if item is None:
             return None
-        pts = item[1]
+        pts = None if self._paced_by_index else item[1]
         if pts is None:
             pts = self._count / float(self.rate) if self.rate else 0.0
         self._count += 1

@@ -1,0 +1,1 @@
+"""``streamvision bench``: measured speed of models and pipelines against baselines, in one run."""

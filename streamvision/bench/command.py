@@ -1,0 +1,98 @@
+"""The ``streamvision bench`` command: every figure measured in one run, on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from streamvision.config import PipelineConfig, default_config, load_config, with_overrides
+
+
+def bench(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Clip to measure on.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline YAML to measure.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON.")] = None,
+    chart_path: Annotated[Path | None, typer.Option("--chart", help="Write a PNG chart.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Alternating runs of pipeline and loop; medians.")] = 3,
+    runs: Annotated[int, typer.Option(min=10, help="Inferences per model latency figure.")] = 100,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size for models with a free batch dim.")] = 8,
+    live_fps: Annotated[float, typer.Option(min=0, help="Simulated live source rate; 0 skips it.")] = 30.0,
+    grid: Annotated[bool, typer.Option(help="Compare ONNX Runtime settings and thread budgets.")] = True,
+) -> None:
+    """Measure models, the pipeline and a sequential loop on the same clip, and print the ratios."""
+    from streamvision.cli_errors import reported_errors
+
+    with reported_errors():
+        base = load_config(config) if config is not None else default_config()
+        pipeline_config = with_overrides(base, source=source)
+        report = run_bench(pipeline_config, repeat, runs, batch, live_fps, grid)
+        from streamvision.bench.report import chart, markdown
+
+        typer.echo(markdown(report))
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(report, indent=2) + "\n")
+        if chart_path is not None:
+            chart(report, chart_path)
+
+
+def run_bench(
+    config: PipelineConfig, repeat: int, runs: int, batch: int, live_fps: float, grid: bool
+) -> dict[str, Any]:
+    """Runs every measurement and returns the report (see :func:`streamvision.bench.report.markdown`)."""
+    import onnxruntime as ort
+
+    from streamvision.bench.loops import run_live, run_pipeline, run_sequential, with_video_output
+    from streamvision.bench.models import bench_models, bench_settings
+    from streamvision.bench.report import ratios
+    from streamvision.runtime.manifest import ModelRegistry
+    from streamvision.runtime.session import OrtSettings, ThreadBudget
+
+    registry = ModelRegistry()
+    model_names = list(dict.fromkeys(m for stage in config.stages if (m := getattr(stage, "model", None))))
+    settings = OrtSettings(
+        intra_op_threads=ThreadBudget(config.threads, max(1, len(model_names))).per_session
+    )
+    report: dict[str, Any] = {
+        "source": config.source.uri,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "onnxruntime": ort.__version__,
+        },
+        "ort_settings": settings.as_dict(),
+        "models": bench_models(registry, model_names, settings, runs, batch),
+    }
+    with tempfile.TemporaryDirectory(prefix="streamvision-bench-") as tmp:
+        measured = with_video_output(config, Path(tmp) / "out.mp4")
+        pipelines, loops = [], []
+        for _ in range(repeat):
+            pipelines.append(run_pipeline(measured))
+            loops.append(run_sequential(measured))
+        report["pipeline"], report["sequential"] = _median(pipelines), _median(loops)
+        report["ratios"] = ratios(report["pipeline"], report["sequential"])
+        if live_fps > 0:
+            report["live"] = run_live(measured, live_fps)
+        if grid and model_names:
+            first = model_names[0]
+            report["settings_grid"] = bench_settings(registry.verify(first), registry.get(first).input, runs)
+            report["threads"] = [
+                {"threads": n, "fps": _median([run_pipeline(measured.model_copy(update={"threads": n}))
+                                               for _ in range(repeat)])["fps_out"]}
+                for n in range(1, (os.cpu_count() or 1) + 1)
+            ]  # fmt: skip
+    return report
+
+
+def _median(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median FPS (a whole run, so its figures stay consistent with each other)."""
+    fps = statistics.median_low(s["fps_out"] for s in summaries)
+    return next(s for s in summaries if s["fps_out"] == fps)

@@ -1,0 +1,171 @@
+"""Bench results as ratios, a Markdown report and a PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streamvision.errors import StreamvisionError
+
+
+def thread_ms(summary: dict[str, Any]) -> dict[str, float]:
+    """Mean ms per frame of each pipeline thread's work: capture (decode), stages, deliver (draw+write)."""
+    steps = {name: ms["mean"] or 0.0 for name, ms in summary["step_ms"].items()}
+    stages = sum(ms["mean"] or 0.0 for ms in summary["stage_ms"].values())
+    return {
+        "capture": steps.get("decode", 0.0),
+        "stages": stages,
+        "deliver": sum(value for name, value in steps.items() if name != "decode"),
+    }
+
+
+def ratios(pipeline: dict[str, Any], sequential: dict[str, Any]) -> dict[str, float]:
+    """Pipeline FPS against the sequential loop, and against 1 / (slowest thread's work per frame).
+
+    The thread times come from the sequential loop, where each step ran without competition.
+    """
+    slowest = max(thread_ms(sequential).values())
+    bound = 1000.0 / slowest if slowest > 0 else 0.0
+    return {
+        "pipeline_fps": pipeline["fps_out"],
+        "sequential_fps": sequential["fps_out"],
+        "pipeline_vs_sequential": round(pipeline["fps_out"] / sequential["fps_out"], 3),
+        "slowest_step_bound_fps": round(bound, 2),
+        "pipeline_vs_slowest_step_bound": round(pipeline["fps_out"] / bound, 3) if bound else 0.0,
+    }
+
+
+def _ms(ms: dict[str, Any]) -> str:
+    return "-" if ms.get("p50") is None else f"{ms['p50']:.2f} / {ms['p95']:.2f}"
+
+
+def _table(title: str, headers: list[str], rows: list[list[Any]], intro: str = "") -> list[str]:
+    lines = ["", f"## {title}", ""]
+    if intro:
+        lines += [intro, ""]
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "---|" * len(headers))
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _batched_key(row: dict[str, Any]) -> str | None:
+    return next((k for k in row if k.startswith("batch_") and k.endswith("_ms") and k != "batch_1_ms"), None)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables."""
+    machine = report["machine"]
+    lines = [
+        f"# streamvision bench: {report['source']}",
+        "",
+        f"{machine['cpus']} CPUs, {machine['platform']}, onnxruntime {machine['onnxruntime']}; "
+        f"session settings {report['ort_settings']}",
+    ]
+    model_rows = []
+    for row in report["models"]:
+        batched = _batched_key(row)
+        per_image = row.get(f"{batched}_per_image", "-") if batched else "-"
+        batch_n = _ms(row[batched]) if batched else "-"
+        model_rows.append([row["model"], row["task"], _ms(row["batch_1_ms"]), batch_n, per_image])
+    lines += _table(
+        "Models (ONNX Runtime, ms p50 / p95)",
+        ["model", "task", "batch 1", "batch N", "ms per image at batch N"],
+        model_rows,
+    )
+    r = report["ratios"]
+    lines += _table(
+        "Pipeline against the sequential loop (same models, same H.264 output)",
+        ["run", "FPS", "pipeline FPS / this"],
+        [
+            ["pipeline (threaded)", f"{r['pipeline_fps']:.1f}", "1.00"],
+            ["sequential read -> infer -> draw -> write", f"{r['sequential_fps']:.1f}",
+             f"{r['pipeline_vs_sequential']:.2f}"],
+            ["bound: 1 / slowest thread's work per frame", f"{r['slowest_step_bound_fps']:.1f}",
+             f"{r['pipeline_vs_slowest_step_bound']:.2f}"],
+        ],
+    )  # fmt: skip
+    pipeline, sequential = report["pipeline"], report["sequential"]
+    lines += _table(
+        "Time per frame by step (ms p50 / p95)",
+        ["step", "pipeline", "sequential"],
+        [
+            [name, _ms(pipeline[kind].get(name, {})), _ms(sequential[kind][name])]
+            for kind in ("step_ms", "stage_ms")
+            for name in sequential[kind]
+        ],
+    )
+    if report.get("live"):
+        live = report["live"]
+        lat = live["latency_ms"]
+        lines += _table(
+            f"Live source at {live['live_fps']:g} fps",
+            ["second", "frames out", "dropped so far", "latency p50 ms"],
+            [
+                [t["second"], t["frames_out"], t["dropped_total"], t["latency_p50_ms"]]
+                for t in live["timeline"]
+            ],
+            intro=f"{live['frames_out']} frames out, {live['dropped']} dropped; "
+            f"latency p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms",
+        )
+    if report.get("settings_grid"):
+        lines += _table(
+            "ONNX Runtime settings (first model, batch 1, ms p50 / p95, fastest first)",
+            ["graph optimisation", "intra-op threads", "execution mode", "spinning", "ms"],
+            [
+                [
+                    s["graph_optimization"],
+                    s["intra_op_threads"],
+                    s["execution_mode"],
+                    s["spinning"],
+                    _ms(row["ms"]),
+                ]
+                for row in report["settings_grid"]
+                for s in [row["settings"]]
+            ],
+        )
+    if report.get("threads"):
+        lines += _table(
+            "Thread budget (pipeline FPS by ONNX Runtime threads in total)",
+            ["threads", "FPS"],
+            [[row["threads"], f"{row['fps']:.1f}"] for row in report["threads"]],
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    """A PNG: FPS of each run, and the per-step time of the pipeline and of the sequential loop.
+
+    Raises:
+        StreamvisionError: matplotlib is not installed (extra ``bench``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise StreamvisionError("the chart needs matplotlib: pip install 'streamvision[bench]'") from None
+    r = report["ratios"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ["pipeline", "sequential", "slowest-step bound"]
+    values = [r["pipeline_fps"], r["sequential_fps"], r["slowest_step_bound_fps"]]
+    left.bar(names, values, color=["#2a9d8f", "#e76f51", "#8d99ae"])
+    for x, value in enumerate(values):
+        left.text(x, value, f"{value:.0f}", ha="center", va="bottom")
+    left.set_ylabel("frames per second")
+    left.set_title(f"FPS on {Path(report['source']).name}")
+    runs = {"pipeline": report["pipeline"], "sequential": report["sequential"]}
+    bottoms = [0.0, 0.0]
+    steps = [(kind, name) for kind in ("step_ms", "stage_ms") for name in report["sequential"][kind]]
+    for kind, name in steps:
+        heights = [float(run[kind].get(name, {}).get("mean") or 0.0) for run in runs.values()]
+        right.bar(list(runs), heights, bottom=bottoms, label=name)
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    right.set_ylabel("ms per frame (mean; pipeline steps overlap in time)")
+    right.set_title("time per frame by step")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
