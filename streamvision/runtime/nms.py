@@ -43,3 +43,46 @@ def nms(
         rest = order[1:]
         order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    iou_threshold: float,
+    max_keep: int | None = None,
+) -> np.ndarray:
+    """Class-aware NMS: boxes only suppress boxes of their own class.
+
+    Each class's boxes are shifted to their own region of the plane, far from every other
+    class, so one greedy pass suppresses within classes only.
+
+    Args:
+        boxes: (N, 4) x1, y1, x2, y2.
+        scores: (N,).
+        class_ids: (N,) integer classes.
+        iou_threshold: a box overlapping a kept box of its class by more than this is dropped.
+        max_keep: stop after this many.
+
+    Returns:
+        Indices of the boxes kept, best score first.
+
+    Raises:
+        ValueError: the arrays do not have matching lengths.
+
+    Example:
+        >>> b = np.array([[0, 0, 10, 10], [1, 1, 10, 10]], np.float32)
+        >>> batched_nms(b, np.array([0.9, 0.8]), np.array([0, 1]), 0.5).tolist()
+        [0, 1]
+    """
+    if not (len(boxes) == len(scores) == len(class_ids)):
+        raise ValueError(
+            f"boxes, scores and class_ids must have the same length, got "
+            f"{len(boxes)}, {len(scores)}, {len(class_ids)}"
+        )
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    boxes = boxes.astype(np.float64)
+    span = float(boxes.max() - min(boxes.min(), 0.0)) + 1.0
+    shifted = boxes + (class_ids.astype(np.float64) * span)[:, None]
+    return nms(shifted, scores, iou_threshold, max_keep)
