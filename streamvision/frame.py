@@ -20,6 +20,7 @@ class Detections:
         class_id: (N,) int32 indices into the model's labels.
         class_name: (N,) str labels.
         keypoints: optional (N, K, 2) float32 points in frame pixels.
+        tracker_id: optional (N,) int track ids (set by a tracking stage; -1 for an untracked box).
 
     Raises:
         ValueError: when the arrays do not share the same first dimension or have the wrong shape.
@@ -35,6 +36,7 @@ class Detections:
     class_id: np.ndarray
     class_name: np.ndarray
     keypoints: np.ndarray | None = None
+    tracker_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.xyxy)
@@ -48,6 +50,8 @@ class Detections:
             self.keypoints.ndim != 3 or self.keypoints.shape[0] != n or self.keypoints.shape[2] != 2
         ):
             raise ValueError(f"keypoints must have shape ({n}, K, 2), got {self.keypoints.shape}")
+        if self.tracker_id is not None and self.tracker_id.shape != (n,):
+            raise ValueError(f"tracker_id must have shape ({n},), got {self.tracker_id.shape}")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -70,10 +74,11 @@ class Detections:
             class_id=self.class_id[index],
             class_name=self.class_name[index],
             keypoints=None if self.keypoints is None else self.keypoints[index],
+            tracker_id=None if self.tracker_id is None else self.tracker_id[index],
         )
 
     def to_records(self) -> list[dict[str, Any]]:
-        """Returns one JSON-ready dict per detection (box, score, label, keypoints)."""
+        """Returns one JSON-ready dict per detection (box, score, label, keypoints, track id)."""
         records = []
         for i in range(len(self)):
             record: dict[str, Any] = {
@@ -82,6 +87,8 @@ class Detections:
                 "score": round(float(self.confidence[i]), 4),
                 "box": [round(float(v), 1) for v in self.xyxy[i]],
             }
+            if self.tracker_id is not None:
+                record["track_id"] = int(self.tracker_id[i])
             if self.keypoints is not None:
                 record["keypoints"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.keypoints[i]]
             records.append(record)
