@@ -147,6 +147,10 @@ from streamvision.bench.command import bench  # noqa: E402 - registered after th
 
 app.command()(bench)
 
+from streamvision.convert.command import convert  # noqa: E402 - registered after the app exists
+
+app.command()(convert)
+
 
 def main() -> None:
     """Console-script entry point."""

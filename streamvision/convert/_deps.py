@@ -1,0 +1,53 @@
+"""Lazy imports of the conversion stack (TensorFlow, tf2onnx, onnx), with an install hint."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+from streamvision.errors import ConversionError
+
+INSTALL_HINT = "pip install 'streamvision[convert]'"
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ConversionError(
+            f"model conversion needs {name!r} ({exc}); install it with {INSTALL_HINT}"
+        ) from exc
+
+
+def tensorflow() -> ModuleType:
+    """Imports TensorFlow with oneDNN off, so its results are reproducible enough for parity checks.
+
+    ``TF_ENABLE_ONEDNN_OPTS`` is read once, when TensorFlow loads: with oneDNN on, TF itself drifts
+    (several pixels on CenterNet's boxes), which would be blamed on the conversion.
+
+    Raises:
+        ConversionError: TensorFlow is not installed.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return _import("tensorflow")
+
+
+def tf2onnx() -> ModuleType:
+    """Imports tf2onnx (after TensorFlow, so the environment above applies).
+
+    Raises:
+        ConversionError: tf2onnx or TensorFlow is not installed.
+    """
+    tensorflow()
+    return _import("tf2onnx")
+
+
+def onnx() -> ModuleType:
+    """Imports onnx.
+
+    Raises:
+        ConversionError: onnx is not installed.
+    """
+    return _import("onnx")
