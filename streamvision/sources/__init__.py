@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import glob
+import threading
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from streamvision.redact import redact_url
 from streamvision.sources.base import Source
+
+if TYPE_CHECKING:
+    from streamvision.config import SourceConfig
+    from streamvision.sources.reconnect import StatusCallback
 
 __all__ = ["Source", "default_source_id", "open_source"]
 
@@ -14,27 +21,51 @@ _STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp
 
 
 def default_source_id(uri: str) -> str:
-    """A short id for a source: the camera index, the file or folder name, or the URL host/path."""
+    """A short id for a source: the camera index, the file or folder name, or the URL host/path.
+
+    Credentials in a URL never reach the id.
+    """
     if uri.isdigit():
         return f"camera{uri}"
     if uri.startswith(_STREAM_SCHEMES):
-        rest = uri.split("://", 1)[1].rsplit("@", 1)[-1]
-        return rest.strip("/") or uri
+        rest = redact_url(uri, mask="").split("://", 1)[1]
+        return rest.strip("/") or redact_url(uri)
     return Path(uri.rstrip("/")).name or uri
 
 
+def is_stream_url(uri: str) -> bool:
+    """True for network stream URLs (RTSP, HTTP, RTMP, UDP, TCP)."""
+    return uri.startswith(_STREAM_SCHEMES)
+
+
 def open_source(
-    uri: str, source_id: str | None = None, realtime: bool = False, realtime_fps: float | None = None
+    uri: str,
+    source_id: str | None = None,
+    realtime: bool = False,
+    realtime_fps: float | None = None,
+    *,
+    network: SourceConfig | None = None,
+    on_status: StatusCallback | None = None,
+    stop: threading.Event | None = None,
 ) -> Source:
     """Opens a camera index, video file, image folder / glob / file, or stream URL.
 
     ``realtime`` plays a file or image sequence as a live source, at its own frame rate or at
     ``realtime_fps`` when given.
 
+    A stream URL is opened with the transport, timeouts and reconnect policy of ``network`` (a
+    :class:`~streamvision.config.SourceConfig`; its defaults when None) and wrapped in a
+    :class:`~streamvision.sources.reconnect.ReconnectingSource`, which reports going offline and
+    back through ``on_status`` and stops waiting to reconnect once ``stop`` is set.
+
     Raises:
-        SourceError: the source cannot be opened (missing, not a video, no images, no camera).
+        SourceError: the source cannot be opened (missing, not a video, no images, no camera); for
+            a stream, only when its retries are off (``max_retries: 0``).
     """
-    source = _open(uri, source_id or default_source_id(uri))
+    sid = source_id or default_source_id(uri)
+    if is_stream_url(uri):
+        return _open_stream(uri, sid, network, on_status, stop)
+    source = _open(uri, sid)
     if (realtime or realtime_fps) and not source.live:
         from streamvision.sources.realtime import RealtimeSource
 
@@ -50,13 +81,35 @@ def _open(uri: str, sid: str) -> Source:
         from streamvision.sources.camera import CameraSource
 
         return CameraSource(int(uri), sid)
-    if uri.startswith(_STREAM_SCHEMES):
-        from streamvision.sources.video import VideoSource
-
-        return VideoSource(uri, sid, live=True)
     path = Path(uri)
     if path.is_dir() or is_image_path(uri) or (not path.exists() and glob.has_magic(uri)):
         return ImageSource(uri, sid)
     from streamvision.sources.video import VideoSource
 
     return VideoSource(uri, sid)
+
+
+def _open_stream(
+    uri: str,
+    sid: str,
+    network: SourceConfig | None,
+    on_status: StatusCallback | None,
+    stop: threading.Event | None,
+) -> Source:
+    from streamvision.config import SourceConfig
+    from streamvision.sources.reconnect import ReconnectingSource
+    from streamvision.sources.video import VideoSource
+
+    options = network or SourceConfig(uri=uri)
+
+    def connect() -> Source:
+        return VideoSource(
+            uri,
+            sid,
+            live=True,
+            transport=options.transport,
+            open_timeout=options.open_timeout,
+            stall_timeout=options.stall_timeout,
+        )
+
+    return ReconnectingSource(connect, sid, options.reconnect, on_status, stop)

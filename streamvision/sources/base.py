@@ -7,6 +7,12 @@ from typing import Protocol
 
 import numpy as np
 
+from streamvision.errors import SourceError
+
+
+class SourceStalled(SourceError):
+    """A live source delivered no frame within its stall timeout (raised by :meth:`Source.read`)."""
+
 
 class Source(Protocol):
     """Yields decoded frames from one place (camera, file, image folder, stream).

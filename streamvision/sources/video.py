@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -12,28 +13,55 @@ import av.error
 import numpy as np
 
 from streamvision.errors import SourceError
+from streamvision.redact import redact_url
+from streamvision.sources.base import SourceStalled
 
 log = logging.getLogger(__name__)
 
-_STREAM_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000"}
+
+def stream_options(uri: str, transport: str, socket_timeout: float) -> dict[str, str]:
+    """FFmpeg options for a network stream: the RTSP transport and a socket I/O timeout.
+
+    The timeouts that matter (open, and no data while reading) are enforced by PyAV's interrupt
+    callback for every protocol; the socket timeout is a backstop inside FFmpeg itself.
+    """
+    microseconds = str(int(socket_timeout * 1_000_000))
+    if uri.startswith(("rtsp://", "rtsps://")):
+        return {"rtsp_transport": transport, "timeout": microseconds}
+    return {"rw_timeout": microseconds}
 
 
 class VideoSource:
     """Decodes the first video stream of a file or URL in presentation order.
 
     Args:
-        uri: a file path or an ``rtsp://`` / ``http(s)://`` URL.
+        uri: a file path or an ``rtsp(s)://`` / ``http(s)://`` (MJPEG, HLS) URL.
         source_id: the id put on every frame.
         live: treat it as a live stream (URLs) rather than a lossless file.
+        transport: RTSP transport, ``tcp`` or ``udp`` (live only).
+        open_timeout: seconds to connect and read the stream headers (live only).
+        stall_timeout: a live stream with no frame for this long raises :class:`SourceStalled`.
 
     Raises:
-        SourceError: the file is missing or empty, is not a video, or holds no video stream.
+        SourceError: the file is missing or empty, is not a video, or holds no video stream; a stream
+            cannot be reached within ``open_timeout``. Messages never hold URL credentials.
     """
 
-    def __init__(self, uri: str, source_id: str, live: bool = False) -> None:
+    def __init__(
+        self,
+        uri: str,
+        source_id: str,
+        live: bool = False,
+        *,
+        transport: str = "tcp",
+        open_timeout: float = 10.0,
+        stall_timeout: float = 10.0,
+    ) -> None:
         self.source_id = source_id
         self.live = live
         self.errors = 0
+        self._name = redact_url(uri)
+        self._stall_timeout = stall_timeout
         if not live:
             path = Path(uri)
             if not path.is_file():
@@ -41,46 +69,77 @@ class VideoSource:
             if path.stat().st_size == 0:
                 raise SourceError(f"video file is empty: {uri}")
         try:
-            self._container = av.open(uri, options=_STREAM_OPTIONS if live else None)
+            if live:
+                # FFmpeg's RTSP demuxer gives up only after twice PyAV's read timeout without data
+                # (measured with FFmpeg 8); half the stall timeout keeps detection within it.
+                self._container = av.open(
+                    uri,
+                    options=stream_options(uri, transport, max(open_timeout, stall_timeout)),
+                    timeout=(open_timeout, stall_timeout / 2),
+                )
+            else:
+                self._container = av.open(uri)
         except (av.error.FFmpegError, OSError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise SourceError(
-                f"cannot open {uri} as a video (corrupt, truncated or not a video): {reason}"
-            ) from exc
+            raise SourceError(self._open_failure(exc, live, open_timeout)) from None
         if not self._container.streams.video:
             self._container.close()
-            raise SourceError(f"{uri} holds no video stream")
+            raise SourceError(f"{self._name} holds no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.base_rate
         self.rate: Fraction | None = Fraction(rate) if rate else None
         self.total_frames = (self._stream.frames or None) if not live else None
-        self._uri = uri
         self._frames = self._decode()
         self._decoded = 0
 
+    def _open_failure(self, exc: BaseException, live: bool, open_timeout: float) -> str:
+        reason = redact_url(getattr(exc, "strerror", None) or str(exc))
+        if not live:
+            return f"cannot open {self._name} as a video (corrupt, truncated or not a video): {reason}"
+        if isinstance(exc, av.error.ExitError):
+            reason = f"no answer within {open_timeout:g} s"
+        return f"cannot open stream {self._name}: {reason}"
+
     def _decode(self) -> Iterator[av.VideoFrame]:
+        last_frame = time.monotonic()
         for packet in self._container.demux(self._stream):
             try:
-                yield from packet.decode()
-            except av.error.InvalidDataError as exc:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
                 self.errors += 1
-                log.warning("%s: skipped a corrupt packet: %s", self.source_id, exc)
+                log.warning("%s: skipped a packet that does not decode: %s", self.source_id, exc)
+                frames = []
+            for frame in frames:
+                if frame.is_corrupt:
+                    self.errors += 1
+                    log.warning("%s: skipped a corrupt frame", self.source_id)
+                    continue
+                yield frame
+                last_frame = time.monotonic()  # from when the reader asks again
+            # data that never decodes into a frame is a stall too
+            if self.live and time.monotonic() - last_frame > self._stall_timeout:
+                raise SourceStalled(f"{self._name}: no frame for {self._stall_timeout:g} s")
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
         """Returns the next BGR frame and its time in seconds, or None at the end.
 
         Raises:
-            SourceError: the file decodes to no frame at all (corrupt or truncated).
+            SourceStalled: a live stream sent no frame for ``stall_timeout`` seconds.
+            SourceError: the file decodes to no frame at all (corrupt or truncated), or a stream failed.
         """
         try:
             frame = next(self._frames)
         except StopIteration:
             if self._decoded == 0:
-                raise SourceError(f"{self._uri}: no frame could be decoded") from None
+                raise SourceError(f"{self._name}: no frame could be decoded") from None
             return None
+        except av.error.ExitError:
+            if not self.live:
+                raise SourceError(f"{self._name}: read interrupted") from None
+            raise SourceStalled(f"{self._name}: no data for {self._stall_timeout:g} s") from None
         except av.error.FFmpegError as exc:
-            raise SourceError(f"{self._uri}: read failed: {exc.strerror or exc}") from exc
+            reason = redact_url(exc.strerror or str(exc))
+            raise SourceError(f"{self._name}: read failed: {reason}") from None
         self._decoded += 1
         return frame.to_ndarray(format="bgr24"), frame.time
 

@@ -1,0 +1,240 @@
+"""Keeps a live source running: it goes offline on a failure or stall and is reopened with backoff.
+
+:class:`ReconnectingSource` wraps any live source given as a function that opens it. A failed read,
+a stall (no frame within the source's stall timeout) or the end of the stream take it offline; it
+then reopens the source after exponentially growing, jittered waits until it is back or the retries
+run out. Every change is reported as a :class:`SourceStatus` to a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from streamvision.errors import SourceError
+from streamvision.redact import redact_url
+from streamvision.sources.base import Source
+
+if TYPE_CHECKING:
+    from streamvision.config import ReconnectConfig
+
+log = logging.getLogger(__name__)
+
+StatusKind = Literal["source_offline", "source_online"]
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """A live source went offline or came back.
+
+    Attributes:
+        kind: ``source_offline`` or ``source_online``.
+        source_id: the source's id.
+        reason: why (credentials removed): the error, ``stalled ...``, ``connected``, ``reconnected``.
+        reconnects: successful reconnects so far, this one included.
+        offline_s: for ``source_online`` after an outage, how long the source was offline.
+        at: when it happened, ``time.monotonic()``.
+        wall_time: when it happened, in seconds since the epoch (for people reading the events).
+    """
+
+    kind: StatusKind
+    source_id: str
+    reason: str
+    reconnects: int
+    offline_s: float | None
+    at: float
+    wall_time: float
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready form written to the events output."""
+        record: dict[str, Any] = {
+            "type": "status",
+            "event": self.kind,
+            "source": self.source_id,
+            "reason": self.reason,
+            "reconnects": self.reconnects,
+            "time": round(self.wall_time, 3),
+        }
+        if self.offline_s is not None:
+            record["offline_s"] = round(self.offline_s, 3)
+        return record
+
+
+StatusCallback = Callable[[SourceStatus], None]
+
+
+class Backoff:
+    """Exponential backoff with jitter: ``initial * 2**attempt`` capped at ``maximum``, shortened by a
+    random fraction up to ``jitter``.
+
+    Example:
+        >>> waits = Backoff(0.5, 4.0, jitter=0.0)
+        >>> [waits.delay(attempt) for attempt in range(5)]
+        [0.5, 1.0, 2.0, 4.0, 4.0]
+    """
+
+    def __init__(
+        self, initial: float, maximum: float, jitter: float, rng: random.Random | None = None
+    ) -> None:
+        if not 0 < initial <= maximum or not 0 <= jitter <= 1:
+            raise ValueError(
+                f"need 0 < initial <= maximum and 0 <= jitter <= 1, got {initial}, {maximum}, {jitter}"
+            )
+        self.initial = initial
+        self.maximum = maximum
+        self.jitter = jitter
+        self._rng = rng or random.Random()
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0 for the first)."""
+        base = min(self.maximum, self.initial * 2.0 ** min(attempt, 62))
+        return base * (1.0 - self.jitter * self._rng.random())
+
+
+class ReconnectingSource:
+    """A live source that survives outages.
+
+    Args:
+        open_source: opens the underlying source; raises :class:`SourceError` when it cannot.
+        source_id: the id on every frame and status.
+        policy: backoff and retry limit (``max_retries`` None: forever; 0: never).
+        on_status: called with every :class:`SourceStatus`, from the thread that calls :meth:`read`
+            (or the constructor, for the first connection). It must return quickly.
+        stop: the owner's stop signal: it ends a wait between retries early, and :meth:`read` then
+            returns None.
+
+    Raises:
+        SourceError: the first connection fails and retries are off.
+    """
+
+    live = True
+    total_frames: int | None = None
+
+    def __init__(
+        self,
+        open_source: Callable[[], Source],
+        source_id: str,
+        policy: ReconnectConfig,
+        on_status: StatusCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self.reconnects = 0
+        self._open = open_source
+        self._max_retries = policy.max_retries
+        self._backoff = Backoff(policy.initial, policy.max, policy.jitter)
+        self._on_status = on_status
+        self._stop = stop or threading.Event()
+        self._closed_errors = 0
+        self._closed = False
+        self._offline_since: float | None = None
+        self._inner: Source | None = None
+        self.rate: Fraction | None = None
+        try:
+            self._inner = open_source()
+        except SourceError as exc:
+            if self._max_retries == 0:
+                raise
+            self._go_offline(str(exc))
+        else:
+            self.rate = self._inner.rate
+            self._emit("source_online", "connected")
+
+    @property
+    def errors(self) -> int:
+        """Frames that failed to decode, over every connection so far."""
+        return self._closed_errors + (self._inner.errors if self._inner is not None else 0)
+
+    @property
+    def online(self) -> bool:
+        return self._inner is not None
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        """Returns the next frame, reconnecting as often as the policy allows; None once stopped.
+
+        Raises:
+            SourceError: the source is offline and the retries ran out (or are off).
+        """
+        while not self._stop.is_set() and not self._closed:
+            inner = self._inner or self._reconnect()
+            if inner is None:
+                return None
+            try:
+                item = inner.read()
+            except SourceError as exc:
+                reason = str(exc)
+            else:
+                if item is not None:
+                    return item
+                reason = "the stream ended"
+            self._disconnect()
+            self._go_offline(reason)
+        return None
+
+    def close(self) -> None:
+        """Closes the current connection, if any; :meth:`read` returns None from then on."""
+        self._closed = True
+        self._disconnect()
+
+    def _reconnect(self) -> Source | None:
+        """Reopens the source with backoff; None when stopped first."""
+        attempt = 0
+        reason = "offline"
+        while True:
+            if self._max_retries is not None and attempt >= self._max_retries:
+                tried = f" after {attempt} retr{'y' if attempt == 1 else 'ies'}" if attempt else ""
+                raise SourceError(f"{self.source_id}: offline{tried}: {reason}")
+            if self._stop.wait(self._backoff.delay(attempt)):
+                return None
+            attempt += 1
+            try:
+                inner = self._open()
+            except SourceError as exc:
+                reason = str(exc)
+                log.info("%s: retry %d failed: %s", self.source_id, attempt, redact_url(reason))
+                continue
+            if self._stop.is_set():
+                inner.close()
+                return None
+            self._inner = inner
+            self.rate = self.rate or inner.rate
+            self.reconnects += 1
+            self._emit("source_online", "reconnected")
+            return inner
+
+    def _disconnect(self) -> None:
+        inner, self._inner = self._inner, None
+        if inner is None:
+            return
+        self._closed_errors += inner.errors
+        try:
+            inner.close()
+        except Exception as exc:  # a broken connection may fail to close; it is gone either way
+            log.debug("%s: close failed: %s", self.source_id, exc)
+
+    def _go_offline(self, reason: str) -> None:
+        log.warning("%s: offline: %s", self.source_id, redact_url(reason))
+        self._offline_since = self._emit("source_offline", reason)
+
+    def _emit(self, kind: StatusKind, reason: str) -> float:
+        """Reports a status change; returns its monotonic time."""
+        now = time.monotonic()
+        offline_s = None
+        if kind == "source_online" and self._offline_since is not None:
+            offline_s = now - self._offline_since
+            self._offline_since = None
+            log.warning("%s: back online after %.1f s", self.source_id, offline_s)
+        status = SourceStatus(
+            kind, self.source_id, redact_url(reason), self.reconnects, offline_s, now, time.time()
+        )
+        if self._on_status is not None:
+            self._on_status(status)
+        return now
