@@ -68,6 +68,9 @@ class PipelineMetrics:
         self.stage_ms: dict[str, Samples] = {}
         self.step_ms: dict[str, Samples] = {}
         self.latency_ms = Samples()
+        self.reconnects = 0
+        self._offline_s = 0.0
+        self._offline_since: float | None = None
 
     def frame_in(self) -> None:
         with self._lock:
@@ -87,6 +90,24 @@ class PipelineMetrics:
             self.frames_out += 1
             self.detections += detections
             self.latency_ms.add((time.monotonic() - capture_time) * 1000.0)
+
+    def source_status(self, online: bool, at: float, reconnects: int) -> None:
+        """A live source went offline or came back at monotonic time ``at``; counts its downtime."""
+        with self._lock:
+            self.reconnects = max(self.reconnects, reconnects)
+            if not online and self._offline_since is None:
+                self._offline_since = max(at, self.started)
+            elif online and self._offline_since is not None:
+                self._offline_s += max(0.0, at - self._offline_since)
+                self._offline_since = None
+
+    @property
+    def offline_s(self) -> float:
+        """Seconds the source was offline during the run (so far)."""
+        ongoing = 0.0
+        if self._offline_since is not None:
+            ongoing = max(0.0, (self.finished or time.monotonic()) - self._offline_since)
+        return self._offline_s + ongoing
 
     def finish(self, dropped: int, source_errors: int) -> None:
         with self._lock:
@@ -113,6 +134,8 @@ class PipelineMetrics:
                 "fps_out": round(self.frames_out / elapsed, 2) if elapsed > 0 else 0.0,
                 "dropped": self.dropped,
                 "source_errors": self.source_errors,
+                "reconnects": self.reconnects,
+                "offline_s": round(self.offline_s, 3),
                 "detections": self.detections,
                 "stage_ms": {name: s.percentiles() for name, s in self.stage_ms.items()},
                 "step_ms": {name: s.percentiles() for name, s in self.step_ms.items()},

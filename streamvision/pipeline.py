@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
@@ -24,8 +25,9 @@ from streamvision.metrics import PipelineMetrics
 from streamvision.queues import FrameQueue, QueueClosed, QueueTimeout
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.session import ThreadBudget
-from streamvision.sinks.base import Sink
+from streamvision.sinks.base import Sink, StatusSink
 from streamvision.sources import Source, open_source
+from streamvision.sources.reconnect import SourceStatus
 from streamvision.stages import Stage, StageContext, build_stage
 
 log = logging.getLogger(__name__)
@@ -54,9 +56,16 @@ class Pipeline:
         self.stop_reason: str | None = None
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
+        self._status: deque[SourceStatus] = deque()  # from the capture thread to the calling thread
         with ExitStack() as on_failure:
             self.source: Source = open_source(
-                config.source.uri, config.source.id, config.source.realtime, config.source.realtime_fps
+                config.source.uri,
+                config.source.id,
+                config.source.realtime,
+                config.source.realtime_fps,
+                network=config.source,
+                on_status=self._status.append,
+                stop=self._stop,
             )
             on_failure.callback(self.source.close)
             sessions = sum(stage.model_sessions for stage in config.stages)
@@ -128,6 +137,7 @@ class Pipeline:
             self.request_stop("finished")
             for thread in self._threads:
                 thread.join(JOIN_TIMEOUT_S)
+            self._deliver_status()
             self._close_sinks()
             self.metrics.finish(dropped=self._input.dropped, source_errors=self.source.errors)
         if self._errors:
@@ -198,6 +208,7 @@ class Pipeline:
 
     def _deliver(self, progress: ProgressCallback | None) -> None:
         while True:
+            self._deliver_status()
             try:
                 frame = self._output.get(POLL_S)
             except QueueTimeout:
@@ -219,6 +230,15 @@ class Pipeline:
             self.metrics.frame_out(frame.capture_time, found)
             if progress is not None:
                 progress(self)
+
+    def _deliver_status(self) -> None:
+        """Hands the source's status changes to the metrics and the sinks that record them."""
+        while self._status:
+            status = self._status.popleft()
+            self.metrics.source_status(status.kind == "source_online", status.at, status.reconnects)
+            for sink in self.sinks:
+                if isinstance(sink, StatusSink):
+                    sink.write_status(status)
 
     def _close_sinks(self) -> None:
         for sink in self.sinks:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from streamvision.frame import Frame
+
+if TYPE_CHECKING:
+    from streamvision.sources.reconnect import SourceStatus
 
 
 class Sink(Protocol):
@@ -22,3 +25,12 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class StatusSink(Protocol):
+    """A sink that also records source status changes (offline, back online)."""
+
+    def write_status(self, status: SourceStatus) -> None:
+        """Takes one status change; called from the same thread as :meth:`Sink.write`."""
+        ...

@@ -1,4 +1,4 @@
-"""JSON-lines events: one object per frame with its results."""
+"""JSON-lines events: one object per frame with its results, and one per source status change."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from streamvision.errors import SinkError
 from streamvision.frame import Detections, Frame
+from streamvision.sources.reconnect import SourceStatus
 
 
 def frame_event(frame: Frame) -> dict[str, Any]:
@@ -19,6 +20,7 @@ def frame_event(frame: Frame) -> dict[str, Any]:
         name: result.to_records() for name, result in frame.results.items() if isinstance(result, Detections)
     }
     return {
+        "type": "frame",
         "source": frame.source_id,
         "frame": frame.index,
         "pts": None if frame.pts is None else round(frame.pts, 4),
@@ -27,7 +29,8 @@ def frame_event(frame: Frame) -> dict[str, Any]:
 
 
 class JsonLinesSink:
-    """Appends one JSON object per frame to a file, or to stdout for ``-``.
+    """Appends one JSON object per frame to a file, or to stdout for ``-``; source status changes
+    (``"type": "status"``) go to the same stream.
 
     Every line is flushed as it is written, so a killed run loses nothing it already reported.
 
@@ -51,8 +54,14 @@ class JsonLinesSink:
             raise SinkError(f"cannot open events file {target}: {exc.strerror or exc}") from None
 
     def write(self, frame: Frame, annotated: np.ndarray | None) -> None:
+        self._write_line(frame_event(frame))
+
+    def write_status(self, status: SourceStatus) -> None:
+        self._write_line(status.to_record())
+
+    def _write_line(self, record: dict[str, Any]) -> None:
         try:
-            self._stream.write(json.dumps(frame_event(frame), separators=(",", ":")) + "\n")
+            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._stream.flush()
         except OSError as exc:
             raise SinkError(f"writing events to {self.target} failed: {exc}") from exc
