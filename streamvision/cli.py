@@ -49,6 +49,10 @@ def run(
         int | None, typer.Option("--max-frames", min=1, help="Stop after N frames.")
     ] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the summary as JSON.")] = None,
+    preview: Annotated[
+        int | None,
+        typer.Option("--preview", min=0, max=65535, help="Serve a live preview page on this port."),
+    ] = None,
 ) -> None:
     """Run a pipeline. With no source and no config: faces on the bundled sample clip."""
     with reported_errors():
@@ -57,7 +61,14 @@ def run(
 
         base = load_config(config) if config is not None else default_config()
         pipeline_config = with_overrides(
-            base, source=source, output=output, show=show, events=events, report=report, max_frames=max_frames
+            base,
+            source=source,
+            output=output,
+            show=show,
+            events=events,
+            report=report,
+            preview=preview,
+            max_frames=max_frames,
         )
         pipeline = Pipeline(pipeline_config)
         console = Console(stderr=pipeline_config.outputs.events == "-")

@@ -62,6 +62,20 @@ class SourceConfig(_Strict):
         return str(value) if isinstance(value, int) else value
 
 
+class PreviewConfig(_Strict):
+    """A live preview page over HTTP (MJPEG stream, figures, Prometheus ``/metrics``)."""
+
+    host: str = "127.0.0.1"
+    """Address to bind; the default keeps it on this machine."""
+    port: int = Field(8080, ge=0, le=65535)
+    """0 picks a free port."""
+    token: str | None = None
+    """When set, every request needs ``?token=...`` or ``Authorization: Bearer ...``."""
+    max_fps: float = Field(15.0, gt=0, le=120)
+    """JPEG frames per second at most."""
+    quality: int = Field(80, ge=10, le=100)
+
+
 class OutputConfig(_Strict):
     """Where results go."""
 
@@ -73,6 +87,8 @@ class OutputConfig(_Strict):
     """JSON lines, one object per frame: a path, or ``-`` for stdout."""
     report: Path | None = None
     """The run summary as JSON."""
+    preview: PreviewConfig | None = None
+    """A live preview page over HTTP."""
 
 
 class PipelineConfig(_Strict):
@@ -111,6 +127,7 @@ def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
     if not isinstance(stages_raw, list):
         raise ConfigError(f"{origin}: stages: expected a list of stages")
     stages = [_parse_stage(item, f"stages.{i}", origin) for i, item in enumerate(stages_raw)]
+    _check_references(stages, origin)
     try:
         return PipelineConfig.model_validate({**raw, "stages": stages})
     except ValidationError as exc:
@@ -128,6 +145,21 @@ def _parse_stage(item: Any, where: str, origin: str) -> StageConfig:
         return config_class.model_validate(item)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin, prefix=where)) from None
+
+
+def _check_references(stages: list[StageConfig], origin: str) -> None:
+    """A stage's ``on`` (the detections it works on) must name the results of an earlier stage.
+
+    Raises:
+        ConfigError: naming the stage and the result keys available before it.
+    """
+    earlier: list[str] = []
+    for i, stage in enumerate(stages):
+        on = getattr(stage, "on", None)
+        if isinstance(on, str) and on not in earlier:
+            valid = ", ".join(earlier) or "none"
+            raise ConfigError(f"{origin}: stages.{i}.on: no earlier stage named {on!r} (earlier: {valid})")
+        earlier.append(stage.result_key)
 
 
 def _describe(exc: ValidationError, origin: str, prefix: str = "") -> str:
@@ -159,7 +191,7 @@ def load_config(path: Path) -> PipelineConfig:
 def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
     """Returns ``config`` with command-line values applied (None means: keep the file's value).
 
-    Keys: source, output, show, events, report, max_frames.
+    Keys: source, output, show, events, report, preview (a port), max_frames.
     """
     outputs = config.outputs
     output_updates = {
@@ -169,6 +201,7 @@ def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
             "show": overrides.get("show") or None,
             "events": overrides.get("events"),
             "report": overrides.get("report"),
+            "preview": None if overrides.get("preview") is None else PreviewConfig(port=overrides["preview"]),
         }.items()
         if value is not None
     }

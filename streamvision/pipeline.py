@@ -91,6 +91,15 @@ class Pipeline:
             from streamvision.sinks.events import JsonLinesSink
 
             sinks.append(JsonLinesSink(outputs.events))
+        if outputs.preview is not None:
+            from streamvision.sinks.preview import PreviewSink
+
+            preview = outputs.preview
+            sinks.append(
+                PreviewSink(
+                    preview.host, preview.port, preview.token, self.summary, preview.max_fps, preview.quality
+                )
+            )
         if outputs.show:
             from streamvision.sinks.window import WindowSink
 
