@@ -1,11 +1,14 @@
-"""Drawing results onto frames: boxes with label and score, keypoints, an FPS overlay."""
+"""Drawing results onto frames: boxes with label and score, keypoints, classifier labels, an FPS overlay."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
 
-from streamvision.frame import Detections, Frame
+from streamvision.frame import Detections, Frame, Labels
 
 # A qualitative palette (BGR); a class keeps its colour across frames and runs.
 PALETTE = (
@@ -51,6 +54,10 @@ class Annotator:
         for result in frame.results.values():
             if isinstance(result, Detections):
                 self._draw_detections(scene, result, thickness)
+        lines: dict[tuple[str | None, int], int] = {}
+        for result in frame.results.values():
+            if isinstance(result, Labels):
+                self._draw_labels(scene, result, frame.results, thickness, lines)
         if self.show_fps and fps is not None:
             _label(scene, f"{fps:.1f} FPS", (4, 4), (40, 40, 40), thickness)
         return scene
@@ -67,6 +74,33 @@ class Annotator:
                     cv2.circle(
                         scene, (round(float(x)), round(float(y))), thickness + 1, color, -1, cv2.LINE_AA
                     )
+
+    def _draw_labels(
+        self,
+        scene: np.ndarray,
+        labels: Labels,
+        results: Mapping[str, Any],
+        thickness: int,
+        lines: dict[tuple[str | None, int], int],
+    ) -> None:
+        """Each row under the box it belongs to (whole-frame rows top left, under the FPS figure);
+        ``lines`` counts rows already drawn per box, so several classifiers stack."""
+        detections = results.get(labels.on) if labels.on is not None else None
+        (_, h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness, 1)
+        step = h + baseline + 2
+        for i in range(len(labels)):
+            row = int(labels.detection[i])
+            line = lines.get((labels.on, row), 0)
+            lines[(labels.on, row)] = line + 1
+            if isinstance(detections, Detections) and 0 <= row < len(detections):
+                origin = (
+                    round(float(detections.xyxy[row, 0])),
+                    round(float(detections.xyxy[row, 3])) + line * step,
+                )
+            else:
+                origin = (4, 4 + (line + 1) * step)
+            text = f"{labels.class_name[i]} {labels.score[i]:.2f}"
+            _label(scene, text, origin, color_for(int(labels.class_id[i])), thickness)
 
 
 def _label(

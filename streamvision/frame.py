@@ -96,6 +96,105 @@ class Detections:
 
 
 @dataclass(frozen=True)
+class Labels:
+    """What a classifier said about whole frames or detections, as parallel arrays (one row each).
+
+    Attributes:
+        detection: (N,) int32 row of each labelled detection in the results named ``on``; -1 when
+            the row describes the whole frame.
+        class_id: (N,) int32 best class.
+        class_name: (N,) str best label.
+        score: (N,) float32 probability of the best class.
+        top_k_id: (N, K) int32 the K best classes, best first (column 0 is ``class_id``).
+        top_k_score: (N, K) float32 their probabilities.
+        top_k_name: (N, K) str their labels.
+        on: result key of the detections the rows refer to; None for whole-frame labels.
+
+    Raises:
+        ValueError: when the arrays do not share the same first dimension or have the wrong shape.
+
+    Example:
+        >>> labels = Labels.empty(on="face_detection")
+        >>> len(labels), labels.on
+        (0, 'face_detection')
+    """
+
+    detection: np.ndarray
+    class_id: np.ndarray
+    class_name: np.ndarray
+    score: np.ndarray
+    top_k_id: np.ndarray
+    top_k_score: np.ndarray
+    top_k_name: np.ndarray
+    on: str | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.detection)
+        for name in ("detection", "class_id", "class_name", "score"):
+            shape = getattr(self, name).shape
+            if shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {shape}")
+        k = self.top_k_id.shape[1] if self.top_k_id.ndim == 2 else -1
+        for name in ("top_k_id", "top_k_score", "top_k_name"):
+            shape = getattr(self, name).shape
+            if len(shape) != 2 or shape != (n, k):
+                raise ValueError(f"{name} must have shape ({n}, K) like top_k_id, got {shape}")
+
+    @classmethod
+    def empty(cls, on: str | None = None, k: int = 1) -> Labels:
+        """Returns a container with no rows (``k`` columns of top-k)."""
+        return cls(
+            detection=np.zeros(0, np.int32),
+            class_id=np.zeros(0, np.int32),
+            class_name=np.zeros(0, dtype="<U1"),
+            score=np.zeros(0, np.float32),
+            top_k_id=np.zeros((0, k), np.int32),
+            top_k_score=np.zeros((0, k), np.float32),
+            top_k_name=np.zeros((0, k), dtype="<U1"),
+            on=on,
+        )
+
+    def __len__(self) -> int:
+        return len(self.detection)
+
+    def for_detection(self, index: int) -> Labels:
+        """The rows that describe detection ``index`` (-1: the whole frame); a new instance."""
+        mask = self.detection == index
+        return replace(
+            self,
+            detection=self.detection[mask],
+            class_id=self.class_id[mask],
+            class_name=self.class_name[mask],
+            score=self.score[mask],
+            top_k_id=self.top_k_id[mask],
+            top_k_score=self.top_k_score[mask],
+            top_k_name=self.top_k_name[mask],
+        )
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Returns one JSON-ready dict per row: the detection it belongs to, label, score, top-k."""
+        records = []
+        for i in range(len(self)):
+            index = int(self.detection[i])
+            records.append(
+                {
+                    "on": self.on,
+                    "detection": None if index < 0 else index,
+                    "label": str(self.class_name[i]),
+                    "class_id": int(self.class_id[i]),
+                    "score": round(float(self.score[i]), 4),
+                    "top_k": [
+                        {"label": str(name), "class_id": int(cid), "score": round(float(p), 4)}
+                        for cid, name, p in zip(
+                            self.top_k_id[i], self.top_k_name[i], self.top_k_score[i], strict=True
+                        )
+                    ],
+                }
+            )
+        return records
+
+
+@dataclass(frozen=True)
 class Frame:
     """One decoded image and everything known about it.
 

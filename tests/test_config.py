@@ -40,7 +40,7 @@ def test_minimal_config_with_source_shorthand() -> None:
         ),
         (
             {"source": "a.mp4", "stages": [{"type": "flux"}]},
-            "stages.0.type: unknown stage type 'flux'; valid: face_detection",
+            "stages.0.type: unknown stage type 'flux'; valid: classify, face_detection",
         ),
         ({"source": "a.mp4", "stages": [{"score_threshold": 0.5}]}, "stages.0: each stage needs a 'type'"),
         (

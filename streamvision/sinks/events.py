@@ -10,14 +10,19 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamvision.errors import SinkError
-from streamvision.frame import Detections, Frame
+from streamvision.frame import Detections, Frame, Labels
 from streamvision.sources.reconnect import SourceStatus
 
 
 def frame_event(frame: Frame) -> dict[str, Any]:
-    """The JSON-ready event for one frame: its identity and every stage's detections."""
+    """The JSON-ready event for one frame: its identity and every stage's detections and labels.
+
+    Labels name the detections they belong to: ``on`` (a stage) and ``detection`` (a row in it).
+    """
     results = {
-        name: result.to_records() for name, result in frame.results.items() if isinstance(result, Detections)
+        name: result.to_records()
+        for name, result in frame.results.items()
+        if isinstance(result, (Detections, Labels))
     }
     return {
         "type": "frame",

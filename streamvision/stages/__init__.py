@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from streamvision.errors import ConfigError
 from streamvision.stages.base import Stage, StageConfig, StageContext, StageFactory
+from streamvision.stages.classify import Classifier, ClassifyConfig
 from streamvision.stages.faces import FaceDetectionConfig, FaceDetector
 
 STAGES: dict[str, tuple[type[StageConfig], StageFactory]] = {
     "face_detection": (FaceDetectionConfig, FaceDetector),
+    "classify": (ClassifyConfig, Classifier),
 }
 
 __all__ = ["STAGES", "Stage", "StageConfig", "StageContext", "build_stage", "stage_config_class"]
