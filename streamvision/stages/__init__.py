@@ -6,9 +6,11 @@ from streamvision.errors import ConfigError
 from streamvision.stages.base import Stage, StageConfig, StageContext, StageFactory
 from streamvision.stages.classify import Classifier, ClassifyConfig
 from streamvision.stages.faces import FaceDetectionConfig, FaceDetector
+from streamvision.stages.objects import ObjectDetectionConfig, ObjectDetector
 
 STAGES: dict[str, tuple[type[StageConfig], StageFactory]] = {
     "face_detection": (FaceDetectionConfig, FaceDetector),
+    "object_detection": (ObjectDetectionConfig, ObjectDetector),
     "classify": (ClassifyConfig, Classifier),
 }
 
