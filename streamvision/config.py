@@ -128,7 +128,6 @@ def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
         raise ConfigError(f"{origin}: stages: expected a list of stages")
     stages = [_parse_stage(item, f"stages.{i}", origin) for i, item in enumerate(stages_raw)]
     _check_references(stages, origin)
-    _check_references(stages, origin)
     try:
         return PipelineConfig.model_validate({**raw, "stages": stages})
     except ValidationError as exc:
@@ -146,21 +145,6 @@ def _parse_stage(item: Any, where: str, origin: str) -> StageConfig:
         return config_class.model_validate(item)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin, prefix=where)) from None
-
-
-def _check_references(stages: list[StageConfig], origin: str) -> None:
-    """A stage's ``on`` (the detections it works on) must name the results of an earlier stage.
-
-    Raises:
-        ConfigError: naming the stage and the result keys available before it.
-    """
-    earlier: list[str] = []
-    for i, stage in enumerate(stages):
-        on = getattr(stage, "on", None)
-        if isinstance(on, str) and on not in earlier:
-            valid = ", ".join(earlier) or "none"
-            raise ConfigError(f"{origin}: stages.{i}.on: no earlier stage named {on!r} (earlier: {valid})")
-        earlier.append(stage.result_key)
 
 
 def _check_references(stages: list[StageConfig], origin: str) -> None:
