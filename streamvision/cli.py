@@ -131,6 +131,8 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         table.add_row(f"{stage} ms", _p50_p95(ms))
     table.add_row("latency ms", _p50_p95(summary["latency_ms"]))
     table.add_row("detections", str(summary["detections"]))
+    if summary.get("reconnects") or summary.get("offline_s"):
+        table.add_row("reconnects", f"{summary['reconnects']}, offline {summary['offline_s']:.1f} s")
     if summary["output"]:
         table.add_row("video", summary["output"])
     if summary["events"]:
