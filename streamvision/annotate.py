@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamvision.frame import Detections, Frame, Labels
+from streamvision.frame import Detections, Frame, Labels, RegionCount, ZoneCounts
 
 # A qualitative palette (BGR); a class keeps its colour across frames and runs.
 PALETTE = (
@@ -36,12 +36,17 @@ PALETTE = (
 
 
 def color_for(key: int) -> tuple[int, int, int]:
-    """The palette colour for a class (or, later, a track) id."""
+    """The palette colour for a class id."""
     return PALETTE[key % len(PALETTE)]
 
 
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """The colour of a track: the same for the whole run, different for consecutive ids."""
+    return PALETTE[(track_id * 7) % len(PALETTE)]
+
+
 class Annotator:
-    """Draws every :class:`Detections` result of a frame, plus an optional FPS figure."""
+    """Draws every result of a frame (boxes with track ids, labels, zones and lines) and the FPS."""
 
     def __init__(self, thickness: int | None = None, show_fps: bool = True) -> None:
         self.thickness = thickness
@@ -51,6 +56,10 @@ class Annotator:
         """Returns a drawn copy of the frame's image; the frame itself is left untouched."""
         scene = frame.image.copy()
         thickness = self.thickness or max(1, round(min(scene.shape[:2]) / 240))
+        for result in frame.results.values():
+            if isinstance(result, ZoneCounts):
+                for region in result.regions:
+                    _draw_region(scene, region, thickness)
         for result in frame.results.values():
             if isinstance(result, Detections):
                 self._draw_detections(scene, result, thickness)
@@ -64,10 +73,13 @@ class Annotator:
 
     def _draw_detections(self, scene: np.ndarray, detections: Detections, thickness: int) -> None:
         for i in range(len(detections)):
-            color = color_for(int(detections.class_id[i]))
+            track = -1 if detections.tracker_id is None else int(detections.tracker_id[i])
+            color = track_color(track) if track >= 0 else color_for(int(detections.class_id[i]))
             x1, y1, x2, y2 = (round(float(v)) for v in detections.xyxy[i])
             cv2.rectangle(scene, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
             text = f"{detections.class_name[i]} {detections.confidence[i]:.2f}"
+            if track >= 0:
+                text = f"#{track} {text}"
             _label(scene, text, (x1, y1), color, thickness, above=True)
             if detections.keypoints is not None:
                 for x, y in detections.keypoints[i]:
@@ -101,6 +113,21 @@ class Annotator:
                 origin = (4, 4 + (line + 1) * step)
             text = f"{labels.class_name[i]} {labels.score[i]:.2f}"
             _label(scene, text, origin, color_for(int(labels.class_id[i])), thickness)
+
+
+def _draw_region(scene: np.ndarray, region: RegionCount, thickness: int) -> None:
+    """A zone's outline with its occupancy and in / out counts, or a line with its crossings."""
+    color = (255, 255, 255) if region.kind == "line" else (0, 215, 255)
+    points = np.rint(region.points).astype(np.int32)
+    if region.kind == "zone":
+        cv2.polylines(scene, [points], True, color, thickness, cv2.LINE_AA)
+        text = f"{region.name}: {sum(region.inside.values())} in zone"
+    else:
+        cv2.line(scene, tuple(points[0]), tuple(points[1]), color, thickness + 1, cv2.LINE_AA)
+        text = region.name
+    text += f" | in {sum(region.entered.values())} out {sum(region.exited.values())}"
+    x, y = (int(v) for v in points.min(axis=0))
+    _label(scene, text, (max(0, x), max(0, y)), (60, 60, 60), thickness)
 
 
 def _label(

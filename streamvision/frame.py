@@ -217,3 +217,57 @@ class Frame:
     def with_result(self, stage_name: str, result: Any) -> Frame:
         """Returns a new frame with ``result`` attached under ``stage_name``."""
         return replace(self, results=MappingProxyType({**self.results, stage_name: result}))
+
+
+@dataclass(frozen=True)
+class RegionCount:
+    """The counts of one zone (a polygon) or counting line, per class label.
+
+    Attributes:
+        name: the region's name in the config.
+        kind: ``zone`` or ``line``.
+        points: (K, 2) float32 polygon vertices (zone) or start and end point (line), frame pixels.
+        inside: objects inside the zone now, per label (always empty for a line).
+        entered: tracks that went into the zone, or crossed the line to its left as seen facing
+            from start to end, since the run started; per label.
+        exited: tracks that left the zone, or crossed the line to its right; per label.
+    """
+
+    name: str
+    kind: str
+    points: np.ndarray
+    inside: Mapping[str, int]
+    entered: Mapping[str, int]
+    exited: Mapping[str, int]
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict: name, kind, and the counts per label (with a total under ``all``)."""
+
+        def with_total(counts: Mapping[str, int]) -> dict[str, int]:
+            return {**dict(sorted(counts.items())), "all": sum(counts.values())}
+
+        record: dict[str, Any] = {"name": self.name, "kind": self.kind}
+        if self.kind == "zone":
+            record["inside"] = with_total(self.inside)
+        record["in"] = with_total(self.entered)
+        record["out"] = with_total(self.exited)
+        return record
+
+
+@dataclass(frozen=True)
+class ZoneCounts:
+    """Every zone's and line's counts on one frame (see :class:`RegionCount`).
+
+    Example:
+        >>> ZoneCounts(()).to_records()
+        []
+    """
+
+    regions: tuple[RegionCount, ...]
+
+    def __len__(self) -> int:
+        return len(self.regions)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per region."""
+        return [region.to_record() for region in self.regions]

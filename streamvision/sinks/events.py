@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamvision.errors import SinkError
-from streamvision.frame import Detections, Frame, Labels
+from streamvision.frame import Detections, Frame, Labels, ZoneCounts
 from streamvision.sources.reconnect import SourceStatus
 
 
@@ -22,7 +22,7 @@ def frame_event(frame: Frame) -> dict[str, Any]:
     results = {
         name: result.to_records()
         for name, result in frame.results.items()
-        if isinstance(result, (Detections, Labels))
+        if isinstance(result, (Detections, Labels, ZoneCounts))
     }
     return {
         "type": "frame",

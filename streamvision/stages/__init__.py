@@ -7,10 +7,14 @@ from streamvision.stages.base import Stage, StageConfig, StageContext, StageFact
 from streamvision.stages.classify import Classifier, ClassifyConfig
 from streamvision.stages.faces import FaceDetectionConfig, FaceDetector
 from streamvision.stages.objects import ObjectDetectionConfig, ObjectDetector
+from streamvision.stages.track import TrackConfig, Tracker
+from streamvision.stages.zones import ZoneCounter, ZonesConfig
 
 STAGES: dict[str, tuple[type[StageConfig], StageFactory]] = {
     "face_detection": (FaceDetectionConfig, FaceDetector),
     "object_detection": (ObjectDetectionConfig, ObjectDetector),
+    "track": (TrackConfig, Tracker),
+    "zones": (ZonesConfig, ZoneCounter),
     "classify": (ClassifyConfig, Classifier),
 }
 
