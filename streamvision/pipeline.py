@@ -70,7 +70,7 @@ class Pipeline:
             on_failure.callback(self.source.close)
             sessions = sum(stage.model_sessions for stage in config.stages)
             budget = ThreadBudget(config.threads, sessions=max(1, sessions))
-            context = StageContext(models or ModelRegistry(), budget)
+            context = StageContext(models or ModelRegistry(), budget, live_source=self.source.live)
             self.stages: list[Stage] = [build_stage(stage, context) for stage in config.stages]
             self.sinks: list[Sink] = self._make_sinks()
             on_failure.pop_all()
@@ -148,6 +148,7 @@ class Pipeline:
                 thread.join(JOIN_TIMEOUT_S)
             self._deliver_status()
             self._close_sinks()
+            self.close_stages()
             self.metrics.finish(dropped=self._input.dropped, source_errors=self.source.errors)
         if self._errors:
             raise self._errors[0]
@@ -248,6 +249,16 @@ class Pipeline:
             for sink in self.sinks:
                 if isinstance(sink, StatusSink):
                     sink.write_status(status)
+
+    def close_stages(self) -> None:
+        """Releases what stages hold outside Python (MediaPipe graphs); a stage may have no close().
+
+        :meth:`run` does it at its end; call it after using :attr:`stages` without :meth:`run`.
+        """
+        for stage in self.stages:
+            close = getattr(stage, "close", None)
+            if close is not None:
+                close()
 
     def _close_sinks(self) -> None:
         for sink in self.sinks:

@@ -61,6 +61,7 @@ def run_sequential(config: PipelineConfig) -> dict[str, Any]:
         for sink in sinks:
             sink.close()
         source.close()
+        pipeline.close_stages()
         metrics.finish(dropped=0, source_errors=source.errors)
     return metrics.summary()
 

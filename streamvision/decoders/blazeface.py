@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamvision.runtime.nms import nms
+from streamvision.runtime.nms import nms, weighted_nms
 
 SHORT_RANGE_STRIDES = (8, 16, 16, 16)
 NUM_KEYPOINTS = 6
@@ -62,6 +62,7 @@ def decode_blazeface(
     score_threshold: float,
     iou_threshold: float,
     max_faces: int | None = None,
+    blend: bool = False,
 ) -> FaceBoxes:
     """Turns one image's raw BlazeFace outputs into scored, de-duplicated faces.
 
@@ -73,6 +74,9 @@ def decode_blazeface(
         score_threshold: minimum sigmoid score.
         iou_threshold: NMS overlap limit.
         max_faces: keep at most this many.
+        blend: MediaPipe's weighted NMS: each face is the score-weighted mean of the boxes and
+            keypoints that overlap its best box by more than ``iou_threshold`` (with the best
+            score). Off: plain greedy NMS keeps the best box alone.
 
     Raises:
         ValueError: the tensor shapes do not match the anchors.
@@ -93,9 +97,25 @@ def decode_blazeface(
     half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
     xyxy = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
     keypoints = raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + centres[:, None, :]
+    if blend:
+        return _blended(xyxy, probability[selected], keypoints, iou_threshold, max_faces)
     keep = nms(xyxy, probability[selected], iou_threshold, max_faces)
     return FaceBoxes(
         xyxy=xyxy[keep].astype(np.float32),
         scores=probability[selected][keep].astype(np.float32),
         keypoints=keypoints[keep].astype(np.float32),
     )
+
+
+def _blended(
+    xyxy: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou_threshold: float, max_faces: int | None
+) -> FaceBoxes:
+    groups = weighted_nms(xyxy, scores, iou_threshold, max_faces)
+    boxes = np.zeros((len(groups), 4), np.float32)
+    points = np.zeros((len(groups), NUM_KEYPOINTS, 2), np.float32)
+    for i, group in enumerate(groups):
+        weights = scores[group] / scores[group].sum()
+        boxes[i] = weights @ xyxy[group]
+        points[i] = np.tensordot(weights, keypoints[group], axes=1)
+    best = np.asarray([group[0] for group in groups], np.int64)
+    return FaceBoxes(xyxy=boxes, scores=scores[best].astype(np.float32), keypoints=points)

@@ -86,3 +86,38 @@ def batched_nms(
     span = float(boxes.max() - min(boxes.min(), 0.0)) + 1.0
     shifted = boxes + (class_ids.astype(np.float64) * span)[:, None]
     return nms(shifted, scores, iou_threshold, max_keep)
+
+
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None
+) -> list[np.ndarray]:
+    """MediaPipe's weighted NMS: groups of overlapping boxes, best group first.
+
+    Greedy as :func:`nms`, but a kept box does not discard the boxes it overlaps by more than
+    ``iou_threshold``: they form its group (the kept box first), whose members a caller blends,
+    weighted by score, into one result. This is how MediaPipe post-processes BlazeFace.
+
+    Args:
+        boxes: (N, 4) x1, y1, x2, y2.
+        scores: (N,).
+        iou_threshold: a box overlapping the group's best box by more than this joins its group.
+        max_keep: stop after this many groups.
+
+    Returns:
+        One index array per group, the best box first.
+
+    Example:
+        >>> b = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
+        >>> [g.tolist() for g in weighted_nms(b, np.array([0.9, 0.8, 0.7]), 0.5)]
+        [[0, 1], [2]]
+    """
+    order = np.argsort(-scores, kind="stable")
+    groups: list[np.ndarray] = []
+    while order.size:
+        member = box_iou(boxes[order[0]], boxes[order]) > iou_threshold
+        member[0] = True  # the best box always leads its group, even when degenerate
+        groups.append(order[member].astype(np.int64))
+        if max_keep is not None and len(groups) >= max_keep:
+            break
+        order = order[~member]
+    return groups

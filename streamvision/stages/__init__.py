@@ -5,13 +5,13 @@ from __future__ import annotations
 from streamvision.errors import ConfigError
 from streamvision.stages.base import Stage, StageConfig, StageContext, StageFactory
 from streamvision.stages.classify import Classifier, ClassifyConfig
-from streamvision.stages.faces import FaceDetectionConfig, FaceDetector
+from streamvision.stages.faces import FaceDetectionConfig, build_face_detector
 from streamvision.stages.objects import ObjectDetectionConfig, ObjectDetector
 from streamvision.stages.track import TrackConfig, Tracker
 from streamvision.stages.zones import ZoneCounter, ZonesConfig
 
 STAGES: dict[str, tuple[type[StageConfig], StageFactory]] = {
-    "face_detection": (FaceDetectionConfig, FaceDetector),
+    "face_detection": (FaceDetectionConfig, build_face_detector),
     "object_detection": (ObjectDetectionConfig, ObjectDetector),
     "track": (TrackConfig, Tracker),
     "zones": (ZonesConfig, ZoneCounter),

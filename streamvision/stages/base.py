@@ -32,10 +32,12 @@ class StageConfig(BaseModel):
 
 @dataclass(frozen=True)
 class StageContext:
-    """What a stage may use while it is built: the model registry and the thread budget."""
+    """What a stage may use while it is built: the model registry, the thread budget, the source kind."""
 
     models: ModelRegistry
     budget: ThreadBudget
+    live_source: bool = False
+    """The frames come from a live source (camera, stream, file played in real time), not a file."""
 
     def load_model(self, name: str) -> OnnxModel:
         """Verifies ``name`` against the manifest and opens it with this pipeline's thread share.
