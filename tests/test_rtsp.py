@@ -244,6 +244,14 @@ def test_playback_writes_annotated_output_and_events(rtsp_server: RtspServer, tm
     assert events[0]["type"] == "status" and events[0]["event"] == "source_online"
 
 
+def test_udp_transport_plays(rtsp_server: RtspServer, tmp_path: Path) -> None:
+    config = stream_config(rtsp_server.url(), tmp_path, transport="udp", queue_size=64)
+    summary = Pipeline(parse_config({**config, "max_frames": 45})).run()
+    assert summary["frames_in"] == summary["frames_out"] == 45 and summary["reconnects"] == 0
+    frames = [e for e in read_events(tmp_path / "events.jsonl") if e["type"] == "frame"]
+    assert sum(1 for e in frames if e["results"]["face_detection"]) >= 40
+
+
 def test_server_killed_and_restarted_the_pipeline_reconnects(rtsp_server: RtspServer, tmp_path: Path) -> None:
     config = stream_config(
         rtsp_server.url(), tmp_path, open_timeout=3, stall_timeout=3, reconnect={"initial": 0.2, "max": 1}

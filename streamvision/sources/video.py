@@ -31,6 +31,15 @@ def stream_options(uri: str, transport: str, socket_timeout: float) -> dict[str,
     return {"rw_timeout": microseconds}
 
 
+def _read_timeout(uri: str, stall_timeout: float) -> float:
+    """PyAV's read timeout that makes a silent stream fail after ``stall_timeout`` seconds.
+
+    FFmpeg's RTSP demuxer (TCP and UDP alike) gives up only after twice the read timeout without data,
+    HTTP after once (measured with FFmpeg 8 against a frozen server).
+    """
+    return stall_timeout / 2 if uri.startswith(("rtsp://", "rtsps://")) else stall_timeout
+
+
 class VideoSource:
     """Decodes the first video stream of a file or URL in presentation order.
 
@@ -70,12 +79,10 @@ class VideoSource:
                 raise SourceError(f"video file is empty: {uri}")
         try:
             if live:
-                # FFmpeg's RTSP demuxer gives up only after twice PyAV's read timeout without data
-                # (measured with FFmpeg 8); half the stall timeout keeps detection within it.
                 self._container = av.open(
                     uri,
                     options=stream_options(uri, transport, max(open_timeout, stall_timeout)),
-                    timeout=(open_timeout, stall_timeout / 2),
+                    timeout=(open_timeout, _read_timeout(uri, stall_timeout)),
                 )
             else:
                 self._container = av.open(uri)

@@ -1,0 +1,167 @@
+"""HTTP streams from real servers on loopback: MJPEG (multipart JPEG) and HLS, including a stall."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streamvision.config import parse_config
+from streamvision.pipeline import Pipeline
+from tests.conftest import decode_all
+
+BOUNDARY = b"frame"
+
+
+class MjpegServer:
+    """Serves the sample clip as ``multipart/x-mixed-replace`` JPEGs at 30 fps on /mjpg, and files
+    from ``root``. With ``stall_after`` set, the first connection goes silent after that many frames
+    (until the server stops); later connections stream normally."""
+
+    def __init__(self, frames: list[np.ndarray], root: Path, stall_after: int | None = None) -> None:
+        self.jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
+        self.stall_after = stall_after
+        self.connections = 0
+        self.stopping = threading.Event()
+        handler = functools.partial(_Handler, self, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="mjpeg-server", daemon=True)
+
+    def url(self, path: str = "/mjpg") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> MjpegServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(5)
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, server: MjpegServer, *args: Any, **kwargs: Any) -> None:
+        self.stream = server
+        super().__init__(*args, **kwargs)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path != "/mjpg":
+            super().do_GET()
+            return
+        self.stream.connections += 1
+        stall = self.stream.stall_after if self.stream.connections == 1 else None
+        self.send_response(200)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
+        self.end_headers()
+        index = 0
+        try:
+            while not self.stream.stopping.is_set():
+                jpeg = self.stream.jpegs[index % len(self.stream.jpegs)]
+                head = b"--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % (
+                    BOUNDARY,
+                    len(jpeg),
+                )
+                self.wfile.write(head + jpeg + b"\r\n")
+                index += 1
+                if stall is not None and index == stall:
+                    self.stream.stopping.wait(60)
+                time.sleep(1 / 30)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def frames(sample_clip: Path) -> list[np.ndarray]:
+    return decode_all(sample_clip)
+
+
+@pytest.fixture(scope="module")
+def hls_folder(tmp_path_factory: pytest.TempPathFactory, frames: list[np.ndarray]) -> Path:
+    """The sample clip as an HLS playlist with one-second segments."""
+    folder = tmp_path_factory.mktemp("hls")
+    with av.open(str(folder / "index.m3u8"), "w", format="hls", options={"hls_time": "1"}) as out:
+        stream = out.add_stream("libx264", rate=Fraction(30))
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for image in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode(None))
+    return folder
+
+
+@pytest.fixture
+def server(frames: list[np.ndarray], hls_folder: Path) -> Iterator[MjpegServer]:
+    with MjpegServer(frames, hls_folder) as running:
+        yield running
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def config(url: str, tmp_path: Path, **source: Any) -> dict[str, Any]:
+    return {
+        "source": {"uri": url, **source},
+        "stages": [{"type": "face_detection"}],
+        "outputs": {"events": str(tmp_path / "events.jsonl")},
+    }
+
+
+@pytest.mark.parametrize("path", ["/mjpg", "/index.m3u8"], ids=["mjpeg", "hls"])
+def test_http_streams_play(server: MjpegServer, tmp_path: Path, path: str) -> None:
+    # HLS from files arrives faster than real time; a queue that holds it all keeps every frame
+    pipeline = Pipeline(parse_config({**config(server.url(path), tmp_path, queue_size=64), "max_frames": 45}))
+    summary = pipeline.run()
+    assert summary["frames_in"] == summary["frames_out"] == 45
+    frames = [e for e in read_events(tmp_path / "events.jsonl") if e["type"] == "frame"]
+    assert sum(1 for e in frames if e["results"]["face_detection"]) >= len(frames) - 5
+
+
+def test_a_silent_mjpeg_stream_is_detected_and_reopened(
+    frames: list[np.ndarray], hls_folder: Path, tmp_path: Path
+) -> None:
+    stall_timeout = 2.0
+    events = tmp_path / "events.jsonl"
+    with MjpegServer(frames, hls_folder, stall_after=30) as server:
+        pipeline = Pipeline(
+            parse_config(
+                {
+                    **config(server.url(), tmp_path, stall_timeout=stall_timeout, reconnect={"initial": 0.2}),
+                    "max_frames": 60,
+                }
+            )
+        )
+        last_frame: list[float] = []
+
+        def watch(p: Pipeline) -> None:
+            if p.metrics.frames_out == 30:
+                last_frame.append(time.time())  # wall clock, as in the events
+
+        started = time.monotonic()
+        summary = pipeline.run(progress=watch)
+        assert time.monotonic() - started < 30
+    statuses = [e for e in read_events(events) if e["type"] == "status"]
+    assert [e["event"] for e in statuses] == ["source_online", "source_offline", "source_online"]
+    assert "no data" in statuses[1]["reason"]
+    assert summary["frames_in"] == 60 and summary["reconnects"] == 1
+    # silent after frame 30: offline once the stall timeout has passed, not before and not much later
+    detected = statuses[1]["time"] - last_frame[0]
+    assert stall_timeout - 0.3 <= detected <= stall_timeout + 1.5, detected
