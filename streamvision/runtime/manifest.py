@@ -29,6 +29,9 @@ class InputSpec(_Strict):
     dtype: Literal["float32", "uint8", "int32"] = "float32"
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    variable_size: bool = Field(
+        default=False, description="the model takes any size; ``size`` is the smallest useful one"
+    )
 
 
 class SourceSpec(_Strict):
