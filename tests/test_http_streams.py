@@ -27,11 +27,20 @@ BOUNDARY = b"frame"
 class MjpegServer:
     """Serves the sample clip as ``multipart/x-mixed-replace`` JPEGs at 30 fps on /mjpg, and files
     from ``root``. With ``stall_after`` set, the first connection goes silent after that many frames
-    (until the server stops); later connections stream normally."""
+    (until the server stops); with ``garbage_after``, it sends random bytes as JPEGs from then on.
+    Later connections stream normally."""
 
-    def __init__(self, frames: list[np.ndarray], root: Path, stall_after: int | None = None) -> None:
+    def __init__(
+        self,
+        frames: list[np.ndarray],
+        root: Path,
+        stall_after: int | None = None,
+        garbage_after: int | None = None,
+    ) -> None:
         self.jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
+        self.garbage = [np.random.default_rng(i).bytes(len(j)) for i, j in enumerate(self.jpegs)]
         self.stall_after = stall_after
+        self.garbage_after = garbage_after
         self.connections = 0
         self.stopping = threading.Event()
         handler = functools.partial(_Handler, self, directory=str(root))
@@ -67,14 +76,17 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             super().do_GET()
             return
         self.stream.connections += 1
-        stall = self.stream.stall_after if self.stream.connections == 1 else None
+        first = self.stream.connections == 1
+        stall = self.stream.stall_after if first else None
+        garbage = self.stream.garbage_after if first else None
         self.send_response(200)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
         self.end_headers()
         index = 0
         try:
             while not self.stream.stopping.is_set():
-                jpeg = self.stream.jpegs[index % len(self.stream.jpegs)]
+                bad = garbage is not None and index >= garbage
+                jpeg = (self.stream.garbage if bad else self.stream.jpegs)[index % len(self.stream.jpegs)]
                 head = b"--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % (
                     BOUNDARY,
                     len(jpeg),
@@ -165,3 +177,18 @@ def test_a_silent_mjpeg_stream_is_detected_and_reopened(
     # silent after frame 30: offline once the stall timeout has passed, not before and not much later
     detected = statuses[1]["time"] - last_frame[0]
     assert stall_timeout - 0.3 <= detected <= stall_timeout + 1.5, detected
+
+
+def test_a_stream_of_garbage_counts_errors_and_is_reopened(
+    frames: list[np.ndarray], hls_folder: Path, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    with MjpegServer(frames, hls_folder, garbage_after=30) as server:
+        source = {"stall_timeout": 2.0, "reconnect": {"initial": 0.2}}
+        pipeline = Pipeline(parse_config({**config(server.url(), tmp_path, **source), "max_frames": 60}))
+        summary = pipeline.run()
+    statuses = [e for e in read_events(events) if e["type"] == "status"]
+    assert [e["event"] for e in statuses] == ["source_online", "source_offline", "source_online"]
+    # data keeps coming but none of it decodes: a stall all the same
+    assert "no frame for 2 s" in statuses[1]["reason"]
+    assert summary["frames_in"] == 60 and summary["source_errors"] >= 20

@@ -113,19 +113,23 @@ class VideoSource:
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
-                self.errors += 1
-                log.warning("%s: skipped a packet that does not decode: %s", self.source_id, exc)
+                self._skipped(f"a packet that does not decode ({exc.strerror or exc})")
                 frames = []
             for frame in frames:
                 if frame.is_corrupt:
-                    self.errors += 1
-                    log.warning("%s: skipped a corrupt frame", self.source_id)
+                    self._skipped("a corrupt frame")
                     continue
                 yield frame
                 last_frame = time.monotonic()  # from when the reader asks again
             # data that never decodes into a frame is a stall too
             if self.live and time.monotonic() - last_frame > self._stall_timeout:
                 raise SourceStalled(f"{self._name}: no frame for {self._stall_timeout:g} s")
+
+    def _skipped(self, what: str) -> None:
+        self.errors += 1
+        # a camera sending garbage would log 30 lines a second: the first, then every hundredth
+        level = logging.WARNING if self.errors == 1 or self.errors % 100 == 0 else logging.DEBUG
+        log.log(level, "%s: skipped %s (%d skipped so far)", self.source_id, what, self.errors)
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
         """Returns the next BGR frame and its time in seconds, or None at the end.
