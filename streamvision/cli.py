@@ -164,6 +164,10 @@ from streamvision.convert.command import convert  # noqa: E402 - registered afte
 
 app.command()(convert)
 
+from streamvision.models_command import models_app  # noqa: E402 - registered after the app exists
+
+app.add_typer(models_app, name="models")
+
 
 def main() -> None:
     """Console-script entry point."""
