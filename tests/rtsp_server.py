@@ -8,7 +8,8 @@ Every client gets its own stream from the first frame.
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --file streamvision/data/carphone.mp4
     # -> rtsp://127.0.0.1:8554/stream ; prints "ready <url>" on stdout once it accepts clients
 
-``--credentials user:pass`` makes the server demand Basic authentication.
+``--credentials user:pass`` makes the server demand Basic authentication; ``--tls CERT KEY`` serves
+``rtsps://`` (RTSP over TLS) with that certificate.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtspServer  # noqa: E402
 
 AU_CAPS = "video/x-h264,stream-format=byte-stream,alignment=au"
 
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--file", required=True, help="an H.264 mp4")
     parser.add_argument("--path", default="/stream")
     parser.add_argument("--credentials", help="user:pass; clients must authenticate")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="PEM files: serve rtsps://")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -102,12 +104,17 @@ def main() -> None:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = LoopFactory(units, rate)
-    if args.credentials:
-        user, _, password = args.credentials.partition(":")
+    if args.credentials or args.tls:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        if args.credentials:
+            user, _, password = args.credentials.partition(":")
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        else:
+            auth.set_default_token(token)  # TLS alone: anyone may watch
+        if args.tls:
+            auth.set_tls_certificate(Gio.TlsCertificate.new_from_files(*args.tls))
         server.set_auth(auth)
         permissions = GstRtspServer.RTSPPermissions()
         permissions.add_permission_for_role("viewer", "media.factory.access", True)
@@ -119,7 +126,8 @@ def main() -> None:
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
-    print(f"ready rtsp://127.0.0.1:{args.port}{args.path} {len(units)} frames at {rate} fps", flush=True)
+    scheme = "rtsps" if args.tls else "rtsp"
+    print(f"ready {scheme}://127.0.0.1:{args.port}{args.path} {len(units)} frames at {rate} fps", flush=True)
     loop.run()
     sys.exit(0)
 

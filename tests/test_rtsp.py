@@ -66,20 +66,26 @@ def free_port() -> int:
 class RtspServer:
     """The loopback server process: start, kill, freeze and thaw it."""
 
-    def __init__(self, clip: Path, port: int, credentials: str | None = None) -> None:
+    def __init__(
+        self, clip: Path, port: int, credentials: str | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.clip = clip
         self.port = port
         self.credentials = credentials
+        self.tls = tls
         self.process: subprocess.Popen[str] | None = None
 
     def url(self, path: str = "/stream", userinfo: str | None = None) -> str:
         user = f"{userinfo}@" if userinfo else ""
-        return f"rtsp://{user}127.0.0.1:{self.port}{path}"
+        scheme = "rtsps" if self.tls else "rtsp"
+        return f"{scheme}://{user}127.0.0.1:{self.port}{path}"
 
     def start(self, timeout: float = 20.0) -> None:
         command = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--file", str(self.clip)]
         if self.credentials:
             command += ["--credentials", self.credentials]
+        if self.tls:
+            command += ["--tls", *map(str, self.tls)]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
         )
@@ -124,8 +130,10 @@ class RtspServer:
 def make_server(sample_clip: Path) -> Iterator[Callable[..., RtspServer]]:
     servers: list[RtspServer] = []
 
-    def make(credentials: str | None = None, start: bool = True) -> RtspServer:
-        server = RtspServer(sample_clip, free_port(), credentials)
+    def make(
+        credentials: str | None = None, start: bool = True, tls: tuple[Path, Path] | None = None
+    ) -> RtspServer:
+        server = RtspServer(sample_clip, free_port(), credentials, tls)
         servers.append(server)
         if start:
             server.start()
@@ -252,6 +260,21 @@ def test_udp_transport_plays(rtsp_server: RtspServer, tmp_path: Path) -> None:
     assert sum(1 for e in frames if e["results"]["face_detection"]) >= 40
 
 
+def test_rtsps_plays(make_server: Callable[..., RtspServer], tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    self_signed = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    subprocess.run(
+        ["openssl", *self_signed, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server = make_server(tls=(cert, key))
+    config = stream_config(server.url(), tmp_path, queue_size=64)
+    summary = Pipeline(parse_config({**config, "max_frames": 30})).run()
+    assert summary["frames_in"] == summary["frames_out"] == 30 and summary["reconnects"] == 0
+
+
 def test_server_killed_and_restarted_the_pipeline_reconnects(rtsp_server: RtspServer, tmp_path: Path) -> None:
     config = stream_config(
         rtsp_server.url(), tmp_path, open_timeout=3, stall_timeout=3, reconnect={"initial": 0.2, "max": 1}
@@ -322,6 +345,20 @@ def test_unreachable_stream_with_retries_off_is_a_clear_error(
     message = str(failure.value)
     assert message.startswith(f"cannot open stream {url}: ")
     assert ("404" in message) if fault == "wrong-path" else ("refused" in message.lower()), message
+
+
+def test_a_server_that_never_answers_fails_within_the_open_timeout(
+    rtsp_server: RtspServer, tmp_path: Path
+) -> None:
+    rtsp_server.freeze()  # the kernel still accepts the connection; nothing answers DESCRIBE
+    config = parse_config(
+        stream_config(rtsp_server.url(), tmp_path, open_timeout=1, reconnect={"max_retries": 0})
+    )
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="no answer within 1 s"):
+        Pipeline(config)
+    took = time.monotonic() - started
+    assert 0.9 <= took <= 4.0, took
 
 
 def test_unreachable_stream_with_retries_reports_status_then_gives_up(

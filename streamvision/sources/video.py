@@ -77,6 +77,7 @@ class VideoSource:
                 raise SourceError(f"no such video file: {uri}")
             if path.stat().st_size == 0:
                 raise SourceError(f"video file is empty: {uri}")
+        opening = time.monotonic()
         try:
             if live:
                 self._container = av.open(
@@ -87,7 +88,8 @@ class VideoSource:
             else:
                 self._container = av.open(uri)
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(self._open_failure(exc, live, open_timeout)) from None
+            timed_out = time.monotonic() - opening >= open_timeout
+            raise SourceError(self._open_failure(exc, live, open_timeout, timed_out)) from None
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"{self._name} holds no video stream")
@@ -99,11 +101,12 @@ class VideoSource:
         self._frames = self._decode()
         self._decoded = 0
 
-    def _open_failure(self, exc: BaseException, live: bool, open_timeout: float) -> str:
+    def _open_failure(self, exc: BaseException, live: bool, open_timeout: float, timed_out: bool) -> str:
         reason = redact_url(getattr(exc, "strerror", None) or str(exc))
         if not live:
             return f"cannot open {self._name} as a video (corrupt, truncated or not a video): {reason}"
-        if isinstance(exc, av.error.ExitError):
+        if isinstance(exc, av.error.ExitError) or timed_out:
+            # an interrupted RTSP handshake surfaces as "Invalid data": name the real cause
             reason = f"no answer within {open_timeout:g} s"
         return f"cannot open stream {self._name}: {reason}"
 
