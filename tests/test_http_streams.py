@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from streamvision.config import parse_config
+from streamvision.errors import SourceError
 from streamvision.pipeline import Pipeline
 from tests.conftest import decode_all
 
@@ -28,7 +29,8 @@ class MjpegServer:
     """Serves the sample clip as ``multipart/x-mixed-replace`` JPEGs at 30 fps on /mjpg, and files
     from ``root``. With ``stall_after`` set, the first connection goes silent after that many frames
     (until the server stops); with ``garbage_after``, it sends random bytes as JPEGs from then on.
-    Later connections stream normally."""
+    Later connections stream normally. With ``broken``, every connection sends five random-byte
+    JPEGs and hangs up."""
 
     def __init__(
         self,
@@ -36,11 +38,13 @@ class MjpegServer:
         root: Path,
         stall_after: int | None = None,
         garbage_after: int | None = None,
+        broken: bool = False,
     ) -> None:
         self.jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
         self.garbage = [np.random.default_rng(i).bytes(len(j)) for i, j in enumerate(self.jpegs)]
         self.stall_after = stall_after
         self.garbage_after = garbage_after
+        self.broken = broken
         self.connections = 0
         self.stopping = threading.Event()
         handler = functools.partial(_Handler, self, directory=str(root))
@@ -78,7 +82,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.stream.connections += 1
         first = self.stream.connections == 1
         stall = self.stream.stall_after if first else None
-        garbage = self.stream.garbage_after if first else None
+        garbage = 0 if self.stream.broken else self.stream.garbage_after if first else None
         self.send_response(200)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
         self.end_headers()
@@ -93,6 +97,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 )
                 self.wfile.write(head + jpeg + b"\r\n")
                 index += 1
+                if self.stream.broken and index == 5:
+                    return
                 if stall is not None and index == stall:
                     self.stream.stopping.wait(60)
                 time.sleep(1 / 30)
@@ -192,3 +198,20 @@ def test_a_stream_of_garbage_counts_errors_and_is_reopened(
     # data keeps coming but none of it decodes: a stall all the same
     assert "no frame for 2 s" in statuses[1]["reason"]
     assert summary["frames_in"] == 60 and summary["source_errors"] >= 20
+
+
+def test_a_source_that_opens_but_never_delivers_runs_out_of_retries(
+    frames: list[np.ndarray], hls_folder: Path, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    with MjpegServer(frames, hls_folder, broken=True) as server:
+        source = {"reconnect": {"initial": 0.1, "max": 0.4, "max_retries": 3}}
+        pipeline = Pipeline(parse_config(config(server.url(), tmp_path, **source)))
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="offline after 3 retries"):
+            pipeline.run()
+        assert time.monotonic() - started < 20
+    # each retry connects and goes offline again without a frame: the retries still run out
+    kinds = [e["event"] for e in read_events(events) if e["type"] == "status"]
+    assert kinds == ["source_online", "source_offline"] * 4 and server.connections == 4
+    assert pipeline.metrics.frames_out == 0 and pipeline.metrics.source_errors > 0

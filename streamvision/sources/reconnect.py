@@ -134,6 +134,8 @@ class ReconnectingSource:
         self._on_status = on_status
         self._stop = stop or threading.Event()
         self._closed_errors = 0
+        self._retries = 0
+        self._last_reason = "offline"
         self._closed = False
         self._offline_since: float | None = None
         self._inner: Source | None = None
@@ -173,6 +175,7 @@ class ReconnectingSource:
                 reason = str(exc)
             else:
                 if item is not None:
+                    self._retries = 0
                     return item
                 reason = "the stream ended"
             self._disconnect()
@@ -185,21 +188,25 @@ class ReconnectingSource:
         self._disconnect()
 
     def _reconnect(self) -> Source | None:
-        """Reopens the source with backoff; None when stopped first."""
-        attempt = 0
-        reason = "offline"
+        """Reopens the source with backoff; None when stopped first.
+
+        Retries count until a frame arrives, so a source that opens but fails at once (a camera in a
+        reboot loop) still backs off and runs out of retries.
+        """
+        reason = self._last_reason
         while True:
-            if self._max_retries is not None and attempt >= self._max_retries:
-                tried = f" after {attempt} retr{'y' if attempt == 1 else 'ies'}" if attempt else ""
+            retries = self._retries
+            if self._max_retries is not None and retries >= self._max_retries:
+                tried = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
                 raise SourceError(f"{self.source_id}: offline{tried}: {reason}")
-            if self._stop.wait(self._backoff.delay(attempt)):
+            if self._stop.wait(self._backoff.delay(retries)):
                 return None
-            attempt += 1
+            self._retries += 1
             try:
                 inner = self._open()
             except SourceError as exc:
                 reason = str(exc)
-                log.info("%s: retry %d failed: %s", self.source_id, attempt, redact_url(reason))
+                log.info("%s: retry %d failed: %s", self.source_id, self._retries, redact_url(reason))
                 continue
             if self._stop.is_set():
                 inner.close()
@@ -221,6 +228,7 @@ class ReconnectingSource:
             log.debug("%s: close failed: %s", self.source_id, exc)
 
     def _go_offline(self, reason: str) -> None:
+        self._last_reason = reason
         log.warning("%s: offline: %s", self.source_id, redact_url(reason))
         self._offline_since = self._emit("source_offline", reason)
 
