@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,6 +172,23 @@ def _describe(exc: ValidationError, origin: str, prefix: str = "") -> str:
     return f"{origin}: {location}: {message}{tail}"
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2 booleans: only true / false.
+
+    PyYAML follows YAML 1.1, where on / off / yes / no are booleans too, so a stage's ``on:`` key
+    would arrive as the key True.
+    """
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def load_config(path: Path) -> PipelineConfig:
     """Reads and validates a YAML pipeline config.
 
@@ -182,7 +200,7 @@ def load_config(path: Path) -> PipelineConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
     return parse_config(raw, origin=str(path))

@@ -48,8 +48,10 @@ def test_centernet_clips_thresholds_and_deduplicates() -> None:
     np.testing.assert_allclose(out.scores, [0.9, 0.5], rtol=1e-6)
     with pytest.raises(ValueError, match=r"expected \(N, 6\)"):
         decode_centernet([np.zeros((1, 100, 5))], (512, 512), PARAMS)
-    with pytest.raises(ValueError, match="expected 1 output"):
-        decode_centernet([rows, rows], (512, 512), PARAMS)
+    with pytest.raises(ValueError, match="expected the detections output"):
+        decode_centernet([], (512, 512), PARAMS)
+    heatmap = np.zeros((1, 128, 128, 80), np.float32)
+    assert decode_centernet([rows, heatmap], (512, 512), PARAMS).class_ids.tolist() == [0, 1]
 
 
 def _nanodet_outputs(size: int = 416, classes: int = 80) -> dict[int, tuple[np.ndarray, np.ndarray]]:

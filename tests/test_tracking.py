@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from streamvision.annotate import Annotator, color_for, track_color
-from streamvision.config import parse_config
+from streamvision.config import load_config, parse_config
 from streamvision.errors import ConfigError
 from streamvision.frame import Detections, Frame, ZoneCounts
 from streamvision.pipeline import Pipeline
@@ -210,3 +210,12 @@ def test_pipeline_tracks_and_counts_from_yaml_config(registry: ModelRegistry, tm
             "out": {"all": 0},
         }
     ]
+
+
+def test_on_in_yaml_is_a_key_not_a_boolean(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "source: a.mp4\nstages:\n  - type: object_detection\n  - type: track\n    on: object_detection\n"
+    )
+    track = load_config(path).stages[1]
+    assert isinstance(track, TrackConfig) and track.on == "object_detection"

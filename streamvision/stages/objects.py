@@ -19,8 +19,8 @@ class ObjectDetectionConfig(StageConfig):
     """``type: object_detection``."""
 
     type: Literal["object_detection"] = "object_detection"
-    model: str = "centernet"
-    """A model name from the manifest."""
+    model: str = "nanodet"
+    """A model name from the manifest (``nanodet`` and ``centernet`` detect the 80 COCO classes)."""
     decoder: str | None = None
     """How to read the model's output (centernet, nanodet, yolov5, yolov8, yolo11, ssd); the
     manifest entry's ``decoder`` by default. Set it for a model whose entry names another."""

@@ -24,10 +24,12 @@ class TrackConfig(StageConfig):
     type: Literal["track"] = "track"
     on: str = "object_detection"
     """Result key of the detection stage whose boxes get track ids (updated in place)."""
+    high_threshold: float = Field(0.4, gt=0.0, le=1.0)
+    """Detections at least this confident are matched first and may start tracks; less confident
+    ones (down to the detector's threshold: keep that low) only extend existing tracks."""
     activation_threshold: float = Field(0.4, gt=0.0, le=1.0)
-    """A detection this confident that matches no track starts a new one."""
-    high_threshold: float = Field(0.5, gt=0.0, le=1.0)
-    """Detections at least this confident are matched first; the rest only extend existing tracks."""
+    """An unmatched detection starts a track only when it is at least this confident too
+    (it has no effect below ``high_threshold``)."""
     match_iou: float = Field(0.1, gt=0.0, lt=1.0)
     """Least overlap between a track's predicted box and a detection for them to match."""
     lost_frames: int = Field(30, ge=0, le=10000)
