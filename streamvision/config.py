@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamvision.errors import ConfigError
+from streamvision.events.config import EventsConfig, JsonLinesOutput
 from streamvision.stages import StageConfig, stage_config_class
 
 SAMPLE_CLIP = Path(__file__).resolve().parent / "data" / "carphone.mp4"
@@ -100,6 +101,22 @@ class PipelineConfig(_Strict):
     outputs: OutputConfig = Field(default_factory=OutputConfig)
     max_frames: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads shared by all models")
+    events: EventsConfig | None = None
+    """Rules that turn results into events, and the outputs those go to."""
+
+    @model_validator(mode="after")
+    def _one_writer_per_stream(self) -> PipelineConfig:
+        streams = [
+            o.path for o in (self.events.outputs if self.events else ()) if isinstance(o, JsonLinesOutput)
+        ]
+        if self.outputs.events is not None:
+            streams.append(self.outputs.events)
+        for stream in set(streams):
+            if streams.count(stream) > 1:
+                raise ValueError(
+                    f"{stream!r} is written by two outputs; rule events also go to outputs.events"
+                )
+        return self
 
 
 def default_config() -> PipelineConfig:

@@ -1,0 +1,234 @@
+"""Typed config of the ``events`` section: zones, lines, rules and outputs, validated at load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Point = tuple[float, float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _RuleBase(_Strict):
+    name: str | None = None
+    """Put on every event of the rule; defaults to the rule's type and position, e.g. ``appear.0``."""
+    on: str | None = None
+    """Result key of the detections to watch; every detection result of the frame by default."""
+    classes: tuple[str, ...] | None = None
+    """Only objects with these labels (all by default)."""
+    min_score: float = Field(0.0, ge=0, le=1)
+    """Detections below this confidence are not seen."""
+    debounce_frames: int = Field(3, ge=1, le=10_000)
+    """A change (appeared, left, inside, crossed) counts once it held for this many frames in a row."""
+    cooldown: float = Field(0.0, ge=0, le=86_400)
+    """Seconds after an event during which the same rule stays quiet for the same object."""
+
+
+class AppearRule(_RuleBase):
+    """``object_appeared``: an object (a track, or a label when nothing tracks) comes into view."""
+
+    type: Literal["appear"] = "appear"
+
+
+class LeaveRule(_RuleBase):
+    """``object_left``: an object that had appeared is gone for ``debounce_frames`` frames."""
+
+    type: Literal["leave"] = "leave"
+
+
+class ZoneRule(_RuleBase):
+    """``zone_entered`` / ``zone_left``: an object's anchor point goes into or out of a zone."""
+
+    type: Literal["zone"] = "zone"
+    zone: str
+    """A name from ``events.zones``."""
+    anchor: Literal["center", "bottom_center"] = "bottom_center"
+    """The point of the box that must be inside: its centre, or the middle of its bottom edge (feet)."""
+    enter: bool = True
+    leave: bool = True
+
+
+class LineRule(_RuleBase):
+    """``line_crossed``: a tracked object's anchor point crosses a line segment (needs a tracker)."""
+
+    type: Literal["line"] = "line"
+    line: str
+    """A name from ``events.lines``."""
+    anchor: Literal["center", "bottom_center"] = "bottom_center"
+    direction: Literal["in", "out", "any"] = "any"
+    """``in``: from the left to the right of the line walking from its first point to its second, as
+    drawn on the image (y down); ``out``: the other way."""
+
+
+class CountRule(_RuleBase):
+    """``count_above`` / ``count_below``: the number of objects (in a zone, optionally) stays above or
+    below a threshold for ``duration`` seconds. It fires once, then again after the condition ended."""
+
+    type: Literal["count"] = "count"
+    above: int | None = Field(None, ge=0)
+    below: int | None = Field(None, ge=1)
+    duration: float = Field(0.0, ge=0, le=86_400)
+    """Seconds the condition must hold (of video time for files, of wall time for live sources)."""
+    zone: str | None = None
+    anchor: Literal["center", "bottom_center"] = "bottom_center"
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> CountRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("set exactly one of above or below")
+        return self
+
+
+class _LabelRuleBase(_RuleBase):
+    labels: str
+    """Result key of the classify (or face recognition) stage whose labels are read."""
+    values: tuple[str, ...] | None = None
+    """Only these labels fire (all of them by default)."""
+    exclude: tuple[str, ...] = ("unknown",)
+    """Labels that never fire."""
+    min_label_score: float = Field(0.5, ge=0, le=1)
+    """The label's probability must reach this."""
+
+
+class RecognizedRule(_LabelRuleBase):
+    """``person_recognized``: a face recognition or classify stage named someone (``name``)."""
+
+    type: Literal["recognized"] = "recognized"
+
+
+class EmotionRule(_LabelRuleBase):
+    """``emotion_seen``: an emotion classifier gave this label (``emotion``)."""
+
+    type: Literal["emotion"] = "emotion"
+
+
+RuleConfig = Annotated[
+    AppearRule | LeaveRule | ZoneRule | LineRule | CountRule | RecognizedRule | EmotionRule,
+    Field(discriminator="type"),
+]
+
+
+class _OutputBase(_Strict):
+    queue_size: int = Field(256, ge=1, le=100_000)
+    """Events (or frames, for clips) waiting for this output at most; beyond it the oldest are dropped
+    and counted."""
+
+
+class JsonLinesOutput(_OutputBase):
+    """One JSON object per event, flushed as written."""
+
+    type: Literal["jsonl"] = "jsonl"
+    path: str
+    """A file (appended to), or ``-`` for stdout."""
+
+
+class WebhookOutput(_OutputBase):
+    """HTTP POST of each event as JSON, at least once: events wait in a spool folder on disk until the
+    receiver answers 2xx, across restarts too."""
+
+    type: Literal["webhook"] = "webhook"
+    url: str
+    spool: Path
+    """Folder for undelivered events (one file each, delivered oldest first)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(5.0, gt=0, le=300)
+    backoff_initial: float = Field(0.5, gt=0, le=3600)
+    backoff_max: float = Field(30.0, gt=0, le=3600)
+    max_spool: int = Field(100_000, ge=1)
+    """Undelivered events kept at most; beyond it the oldest are dropped and counted."""
+    drain_timeout: float = Field(1.0, ge=0, le=600)
+    """At the end of a run, seconds to keep delivering; what is left stays in the spool for the next run."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WebhookOutput:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError(f"backoff_max ({self.backoff_max}) must be >= backoff_initial")
+        return self
+
+
+class MqttOutput(_OutputBase):
+    """Publishes each event on ``<prefix>/<source>/<type>``; ``<prefix>/<source>/availability`` holds a
+    retained ``online`` / ``offline`` (the broker sends ``offline`` as the last will if streamvision dies)."""
+
+    type: Literal["mqtt"] = "mqtt"
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    prefix: str = "streamvision"
+    qos: Literal[0, 1, 2] = 1
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    keepalive: int = Field(30, ge=5, le=3600)
+    max_inflight_queue: int = Field(10_000, ge=1)
+    """Messages paho keeps while the broker is unreachable; beyond it publishing fails and is counted."""
+
+
+class SnapshotOutput(_OutputBase):
+    """An annotated JPEG of the frame of each event; its path goes into the event (``snapshot``)."""
+
+    type: Literal["snapshot"] = "snapshot"
+    dir: Path
+    quality: int = Field(90, ge=10, le=100)
+    types: tuple[str, ...] | None = None
+    """Only events of these types (all by default)."""
+
+
+class ClipOutput(_OutputBase):
+    """An H.264 clip of ``before`` seconds (from a ring buffer) to ``after`` seconds around each event;
+    events during a clip extend it. Its path goes into the event (``clip``)."""
+
+    type: Literal["clip"] = "clip"
+    dir: Path
+    before: float = Field(3.0, ge=0, le=60)
+    after: float = Field(3.0, ge=0, le=600)
+    types: tuple[str, ...] | None = None
+    crf: int = Field(26, ge=0, le=51)
+    queue_size: int = Field(512, ge=1, le=100_000)
+
+
+OutputConfig = Annotated[
+    JsonLinesOutput | WebhookOutput | MqttOutput | SnapshotOutput | ClipOutput,
+    Field(discriminator="type"),
+]
+
+
+class EventsConfig(_Strict):
+    """``events``: named zones and lines, the rules that watch them, and where events go."""
+
+    zones: dict[str, tuple[Point, ...]] = Field(default_factory=dict)
+    """Polygons in frame pixels, at least three points each."""
+    lines: dict[str, tuple[Point, Point]] = Field(default_factory=dict)
+    """Segments in frame pixels: two points each."""
+    rules: tuple[RuleConfig, ...] = ()
+    outputs: tuple[OutputConfig, ...] = ()
+    source_status: bool = True
+    """Send ``source_offline`` / ``source_online`` to the outputs too."""
+
+    @model_validator(mode="after")
+    def _references(self) -> EventsConfig:
+        for name, polygon in self.zones.items():
+            if len(polygon) < 3:
+                raise ValueError(f"zone {name!r} needs at least 3 points, got {len(polygon)}")
+        for i, rule in enumerate(self.rules):
+            zone = getattr(rule, "zone", None)
+            if zone is not None and zone not in self.zones:
+                valid = ", ".join(sorted(self.zones)) or "none"
+                raise ValueError(f"rules.{i}: no zone named {zone!r} (zones: {valid})")
+            line = getattr(rule, "line", None)
+            if line is not None and line not in self.lines:
+                valid = ", ".join(sorted(self.lines)) or "none"
+                raise ValueError(f"rules.{i}: no line named {line!r} (lines: {valid})")
+        names = [rule_name(rule, i) for i, rule in enumerate(self.rules)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule names must be unique, got {names}")
+        return self
+
+
+def rule_name(rule: _RuleBase, index: int) -> str:
+    """The rule's ``name``, or its type and position."""
+    return rule.name or f"{getattr(rule, 'type', 'rule')}.{index}"

@@ -1,0 +1,136 @@
+"""The one event type every rule emits and every output delivers, and its JSON form.
+
+The JSON form is described by ``event.schema.json`` next to this module (JSON Schema 2020-12).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, Literal
+
+from streamvision.redact import redact_url
+
+EventType = Literal[
+    "object_appeared",
+    "object_left",
+    "zone_entered",
+    "zone_left",
+    "line_crossed",
+    "count_above",
+    "count_below",
+    "person_recognized",
+    "emotion_seen",
+    "source_offline",
+    "source_online",
+]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+
+EXTRA_KEYS = frozenset(
+    {"direction", "name", "emotion", "count", "threshold", "duration_s", "reason", "reconnects", "offline_s"}
+)
+"""The only keys allowed in :attr:`Event.extra` (the schema lists them too)."""
+
+
+def iso_time(wall_time: float) -> str:
+    """Seconds since the epoch as ISO 8601 in UTC with milliseconds, e.g. ``2026-11-25T15:10:00.123Z``."""
+    moment = datetime.fromtimestamp(wall_time, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def wall_time_of(monotonic_time: float) -> float:
+    """The wall-clock time (seconds since the epoch) of a past ``time.monotonic()`` reading."""
+    return time.time() - (time.monotonic() - monotonic_time)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a rule saw, or a change of a source's state.
+
+    Attributes:
+        type: one of :data:`EVENT_TYPES`.
+        source: the source id, with any credentials removed.
+        time: when the frame that caused it was captured, ISO 8601 UTC.
+        rule: the name of the rule that fired (``source`` for status events).
+        id: unique per event (a random UUID); receivers de-duplicate on it.
+        frame: index of that frame in its source.
+        pts: its presentation time in seconds, when known.
+        track_id: the tracked object's id; None for untracked objects and whole-frame events.
+        class_name: the object's label (``class`` in JSON).
+        score: the detection's confidence.
+        box: x1, y1, x2, y2 in frame pixels.
+        zone: the zone the event is about.
+        line: the line the event is about.
+        snapshot: path of the annotated JPEG written for it, when a snapshot output runs.
+        clip: path of the H.264 clip it is part of, when a clip output runs.
+        extra: type-specific fields, keys from :data:`EXTRA_KEYS` (direction, name, emotion, count, ...).
+
+    Raises:
+        ValueError: unknown type or extra key.
+
+    Example:
+        >>> e = Event("object_appeared", "door", "2026-01-01T00:00:00.000Z", "faces", class_name="face")
+        >>> e.to_record()["class"], len(e.id)
+        ('face', 32)
+    """
+
+    type: str
+    source: str
+    time: str
+    rule: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    frame: int | None = None
+    pts: float | None = None
+    track_id: int | None = None
+    class_name: str | None = None
+    score: float | None = None
+    box: tuple[float, float, float, float] | None = None
+    zone: str | None = None
+    line: str | None = None
+    snapshot: str | None = None
+    clip: str | None = None
+    extra: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {self.type!r}; valid: {', '.join(EVENT_TYPES)}")
+        unknown = set(self.extra) - EXTRA_KEYS
+        if unknown:
+            raise ValueError(
+                f"unknown event fields {sorted(unknown)}; valid: {', '.join(sorted(EXTRA_KEYS))}"
+            )
+        if not isinstance(self.extra, MappingProxyType):
+            object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+        object.__setattr__(self, "source", redact_url(self.source))
+
+    def with_paths(self, snapshot: str | None, clip: str | None) -> Event:
+        """A copy that records where its snapshot and clip are written."""
+        return replace(self, snapshot=snapshot, clip=clip)
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready form (keys that do not apply are left out)."""
+        record: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "time": self.time,
+            "source": self.source,
+            "rule": self.rule,
+        }
+        optional: dict[str, Any] = {
+            "frame": self.frame,
+            "pts": None if self.pts is None else round(self.pts, 4),
+            "track_id": self.track_id,
+            "class": self.class_name,
+            "score": None if self.score is None else round(self.score, 4),
+            "box": None if self.box is None else [round(v, 1) for v in self.box],
+            "zone": self.zone,
+            "line": self.line,
+            "snapshot": self.snapshot,
+            "clip": self.clip,
+        }
+        record.update({key: value for key, value in optional.items() if value is not None})
+        record.update(self.extra)
+        return record
