@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint
+.PHONY: install run test lint test-mediapipe
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,3 +24,24 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The MediaPipe face backend (extra `mediapipe`) is tested in a virtualenv of its own: mediapipe
+# pulls in opencv-contrib-python, which writes the same cv2/ files as streamvision's opencv-python,
+# so both are removed and only opencv-contrib-python (a superset) is put back.
+MP_VENV ?= .venv-mediapipe
+MP_BIN := $(MP_VENV)/bin
+MP_STAMP := $(MP_VENV)/.installed
+
+$(MP_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(MP_VENV)
+	$(MP_BIN)/python -m pip install --quiet --upgrade pip
+	$(MP_BIN)/python -m pip install --quiet -e '.[dev,mediapipe]'
+	contrib=$$($(MP_BIN)/python -m pip show opencv-contrib-python | sed -n 's/^Version: //p') \
+	&& test -n "$$contrib" \
+	&& $(MP_BIN)/python -m pip uninstall --quiet -y opencv-python opencv-contrib-python \
+	&& $(MP_BIN)/python -m pip install --quiet --no-deps "opencv-contrib-python==$$contrib"
+	touch $(MP_STAMP)
+
+test-mediapipe: $(MP_STAMP)
+	$(MP_BIN)/python -c "import cv2, mediapipe.tasks.python.vision; print('cv2', cv2.__version__)"
+	$(MP_BIN)/pytest tests/test_mediapipe.py tests/test_faces_backends.py tests/test_faces_e2e.py

@@ -86,3 +86,31 @@ def test_mediapipe_backend_without_mediapipe_names_the_extra() -> None:
     context = StageContext(ModelRegistry(), ThreadBudget(1))
     with pytest.raises(StreamvisionError, match=r"pip install 'streamvision\[mediapipe\]'"):
         build_stage(FaceDetectionConfig(backend="mediapipe"), context)
+
+
+def test_bench_compare_switches_only_the_face_backend() -> None:
+    from streamvision.bench.compare import with_face_backend
+
+    face = {"type": "face_detection", "score_threshold": 0.6, "name": "faces"}
+    config = parse_config({"source": "clip.mp4", "stages": [face]})
+    (stage,) = with_face_backend(config, "mediapipe").stages
+    assert isinstance(stage, FaceDetectionConfig)
+    assert stage.backend == "mediapipe" and stage.score_threshold == 0.6 and stage.result_key == "faces"
+    (back,) = with_face_backend(with_face_backend(config, "mediapipe"), "onnxruntime").stages
+    assert back == config.stages[0]
+
+
+@pytest.mark.parametrize(
+    ("stages", "peer", "message"),
+    [
+        ([{"type": "face_detection"}], "tensorrt", "unknown backend; valid: mediapipe"),
+        ([], "mediapipe", "needs a pipeline with a face_detection stage"),
+        ([{"type": "face_detection", "nms": "hard"}], "mediapipe", "always uses weighted NMS"),
+    ],
+)
+def test_bench_compare_checks_its_backend_and_pipeline(stages: list[dict], peer: str, message: str) -> None:
+    from streamvision.bench.compare import compare_backends
+
+    config = parse_config({"source": "clip.mp4", "stages": stages})
+    with pytest.raises(ConfigError, match=message):
+        compare_backends(config, peer, repeat=1)

@@ -141,3 +141,22 @@ def test_tflite_must_exist_and_match_the_manifest(tmp_path: Path) -> None:
     tflite.unlink()
     with pytest.raises(ModelError, match=r"pip download mediapipe==0\.10\.21"):
         _stage("mediapipe", models=ModelRegistry(copy))
+
+
+def test_bench_compare_runs_both_backends_on_the_same_clip() -> None:
+    from streamvision.bench.command import run_bench
+    from streamvision.bench.report import markdown
+    from streamvision.config import default_config
+
+    config = default_config().model_copy(update={"max_frames": 30})
+    report = run_bench(config, repeat=1, runs=10, batch=1, live_fps=0, grid=False, compare="mediapipe")
+
+    compare = report["compare"]
+    assert [run["backend"] for run in compare["runs"]] == ["onnxruntime", "mediapipe"]
+    base, peer = compare["runs"]
+    for run in (base, peer):
+        assert run["frames"] == 30 and run["detections"] >= 29 and run["face_ms"]["p50"] > 0
+        assert run["pipeline_ms_per_frame"] == round(1000 / run["pipeline_fps"], 3)
+    assert compare["ratios"]["pipeline_fps"] == round(base["pipeline_fps"] / peer["pipeline_fps"], 3)
+    assert compare["ratios"]["face_ms"] == round(peer["face_ms"]["mean"] / base["face_ms"]["mean"], 3)
+    assert "| onnxruntime / mediapipe |" in markdown(report)

@@ -25,6 +25,9 @@ def bench(
     batch: Annotated[int, typer.Option(min=1, help="Batch size for models with a free batch dim.")] = 8,
     live_fps: Annotated[float, typer.Option(min=0, help="Simulated live source rate; 0 skips it.")] = 30.0,
     grid: Annotated[bool, typer.Option(help="Compare ONNX Runtime settings and thread budgets.")] = True,
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="Also run the face pipeline on this backend: mediapipe.")
+    ] = None,
 ) -> None:
     """Measure models, the pipeline and a sequential loop on the same clip, and print the ratios."""
     from streamvision.cli_errors import reported_errors
@@ -32,7 +35,7 @@ def bench(
     with reported_errors():
         base = load_config(config) if config is not None else default_config()
         pipeline_config = with_overrides(base, source=source)
-        report = run_bench(pipeline_config, repeat, runs, batch, live_fps, grid)
+        report = run_bench(pipeline_config, repeat, runs, batch, live_fps, grid, compare)
         from streamvision.bench.report import chart, markdown
 
         typer.echo(markdown(report))
@@ -44,9 +47,22 @@ def bench(
 
 
 def run_bench(
-    config: PipelineConfig, repeat: int, runs: int, batch: int, live_fps: float, grid: bool
+    config: PipelineConfig,
+    repeat: int,
+    runs: int,
+    batch: int,
+    live_fps: float,
+    grid: bool,
+    compare: str | None = None,
 ) -> dict[str, Any]:
-    """Runs every measurement and returns the report (see :func:`streamvision.bench.report.markdown`)."""
+    """Runs every measurement and returns the report (see :func:`streamvision.bench.report.markdown`).
+
+    ``compare`` names a second face detection backend (``mediapipe``) to run the same pipeline on.
+
+    Raises:
+        StreamvisionError: a model, the source or the output fails; ``compare`` is unknown, the
+            pipeline has no face stage, or the backend is not installed.
+    """
     import onnxruntime as ort
 
     from streamvision.bench.loops import run_live, run_pipeline, run_sequential, with_video_output
@@ -73,6 +89,10 @@ def run_bench(
     }
     with tempfile.TemporaryDirectory(prefix="streamvision-bench-") as tmp:
         measured = with_video_output(config, Path(tmp) / "out.mp4")
+        if compare is not None:
+            from streamvision.bench.compare import compare_backends
+
+            report["compare"] = compare_backends(measured, compare, repeat)
         pipelines, loops = [], []
         for _ in range(repeat):
             pipelines.append(run_pipeline(measured))

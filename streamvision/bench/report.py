@@ -124,6 +124,8 @@ def markdown(report: dict[str, Any]) -> str:
                 for s in [row["settings"]]
             ],
         )
+    if report.get("compare"):
+        lines += compare_table(report["compare"])
     if report.get("threads"):
         lines += _table(
             "Thread budget (pipeline FPS by ONNX Runtime threads in total)",
@@ -131,6 +133,35 @@ def markdown(report: dict[str, Any]) -> str:
             [[row["threads"], f"{row['fps']:.1f}"] for row in report["threads"]],
         )
     return "\n".join(lines) + "\n"
+
+
+def compare_table(compare: dict[str, Any]) -> list[str]:
+    """Markdown lines for ``bench --compare``: each face backend's FPS and ms per frame, and the ratios."""
+    peer, r = compare["peer"], compare["ratios"]
+    versions = ", ".join(f"{name} {version}" for name, version in compare["versions"].items())
+    rows = [
+        [
+            run["backend"],
+            f"{run['pipeline_fps']:.1f}",
+            f"{run['pipeline_ms_per_frame']:.2f}",
+            f"{run['sequential_fps']:.1f}",
+            f"{run['sequential_ms_per_frame']:.2f}",
+            _ms(run["face_ms"]),
+            run["detections"],
+        ]
+        for run in compare["runs"]
+    ]
+    rows.append(
+        [f"onnxruntime / {peer}", f"{r['pipeline_fps']:.2f}x", "", f"{r['sequential_fps']:.2f}x", "",
+         f"{peer} ms / onnxruntime ms: {r['face_ms']:.2f}x", ""]
+    )  # fmt: skip
+    return _table(
+        f"Face detection: onnxruntime against {peer} (same clip, same H.264 output)",
+        ["backend", "pipeline FPS", "ms per frame", "sequential FPS", "ms per frame",
+         "face stage ms p50 / p95", "faces found"],
+        rows,
+        intro=f"{versions}; medians of alternating runs; the face stage's time from the sequential loop",
+    )  # fmt: skip
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
