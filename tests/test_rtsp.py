@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from streamvision.config import parse_config
+from streamvision.config import load_config, parse_config
 from streamvision.errors import SourceError
 from streamvision.pipeline import Pipeline
 from tests.conftest import count_frames
@@ -250,6 +250,21 @@ def test_playback_writes_annotated_output_and_events(rtsp_server: RtspServer, tm
     # the served clip has a face in nearly every frame: the stream decodes to real pictures
     assert sum(1 for e in frames if e["results"]["face_detection"]) >= len(frames) - 5
     assert events[0]["type"] == "status" and events[0]["event"] == "source_online"
+
+
+def test_the_shipped_rtsp_config_runs_against_a_real_server(rtsp_server: RtspServer, tmp_path: Path) -> None:
+    shipped = load_config(Path(__file__).resolve().parents[1] / "configs" / "rtsp_faces.yaml")
+    outputs = {"video": tmp_path / "out.mp4", "events": str(tmp_path / "events.jsonl"), "report": None}
+    config = shipped.model_copy(
+        update={
+            "source": shipped.source.model_copy(update={"uri": rtsp_server.url(), "queue_size": 64}),
+            "outputs": shipped.outputs.model_copy(update=outputs),
+            "max_frames": 30,
+        }
+    )
+    summary = Pipeline(config).run()
+    assert summary["source"] == "front-door" and summary["frames_out"] == 30
+    assert count_frames(tmp_path / "out.mp4") == 30
 
 
 def test_udp_transport_plays(rtsp_server: RtspServer, tmp_path: Path) -> None:
