@@ -133,6 +133,17 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
     table.add_row("detections", str(summary["detections"]))
     if summary.get("reconnects") or summary.get("offline_s"):
         table.add_row("reconnects", f"{summary['reconnects']}, offline {summary['offline_s']:.1f} s")
+    if summary.get("events_by_type") is not None:
+        table.add_row(
+            "rule events", ", ".join(f"{k} {n}" for k, n in summary["events_by_type"].items()) or "0"
+        )
+        for name, f in summary["event_outputs"].items():
+            failed = f.get("failed", 0) + f.get("rejected", 0)
+            table.add_row(
+                f"  {name}",
+                f"{f['delivered']} delivered, {f['backlog']} waiting (peak {f['backlog_peak']}), "
+                f"{f['dropped']} dropped, {failed} failed",
+            )
     if summary["output"]:
         table.add_row("video", summary["output"])
     if summary["events"]:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamvision.annotate import Annotator
 from streamvision.config import PipelineConfig
@@ -29,6 +29,9 @@ from streamvision.sinks.base import Sink, StatusSink
 from streamvision.sources import Source, open_source
 from streamvision.sources.reconnect import SourceStatus
 from streamvision.stages import Stage, StageContext, build_stage
+
+if TYPE_CHECKING:
+    from streamvision.events.sink import EventsSink
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,15 @@ class Pipeline:
             from streamvision.sinks.events import JsonLinesSink
 
             sinks.append(JsonLinesSink(outputs.events))
+        self.events_sink: EventsSink | None = None
+        if self.config.events is not None:
+            from streamvision.events.sink import EventLineSink, EventsSink
+
+            inline = tuple(sink for sink in sinks if isinstance(sink, EventLineSink))
+            self.events_sink = EventsSink(
+                self.config.events, self.source.source_id, not self.source.live, self.source.rate, inline
+            )
+            sinks.append(self.events_sink)
         if outputs.preview is not None:
             from streamvision.sinks.preview import PreviewSink
 
@@ -164,6 +176,7 @@ class Pipeline:
             "events": outputs.events,
             "model_threads": self.threads_per_model,
             **self.metrics.summary(),
+            **(self.events_sink.stats() if self.events_sink is not None else {}),
         }
 
     def _guard(self, target: Callable[[], None]) -> Callable[[], None]:

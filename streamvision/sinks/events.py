@@ -1,17 +1,21 @@
-"""JSON-lines events: one object per frame with its results, and one per source status change."""
+"""JSON-lines events: one object per frame with its results, one per source status change, and one per
+rule event."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from streamvision.errors import SinkError
 from streamvision.frame import Detections, Frame, Labels, ZoneCounts
 from streamvision.sources.reconnect import SourceStatus
+
+if TYPE_CHECKING:
+    from streamvision.events.event import Event
 
 
 def frame_event(frame: Frame) -> dict[str, Any]:
@@ -63,6 +67,10 @@ class JsonLinesSink:
 
     def write_status(self, status: SourceStatus) -> None:
         self._write_line(status.to_record())
+
+    def write_event(self, event: Event) -> None:
+        """A rule's event, as a line of its own after the frame that caused it (``"type"``: its type)."""
+        self._write_line(event.to_record())
 
     def _write_line(self, record: dict[str, Any]) -> None:
         try:

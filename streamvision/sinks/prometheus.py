@@ -89,3 +89,39 @@ class _SummaryCollector(Collector):
                     if ms.get(quantile) is not None:
                         step.add_metric([name, quantile.replace("p", "0.")], float(ms[quantile]))
         yield step
+        yield from _event_metrics(stats, source)
+
+
+def _event_metrics(stats: dict[str, Any], source: str) -> Iterator[Metric]:
+    """Events by type, and per event output its backlog, drops and failures (``events`` config only)."""
+    if "events_by_type" not in stats:
+        return
+    events = CounterMetricFamily(
+        "streamvision_events", "Events the rules emitted, by type.", labels=["source", "type"]
+    )
+    for type_, n in stats["events_by_type"].items():
+        events.add_metric([source, type_], float(n))
+    yield events
+    outputs = stats.get("event_outputs", {})
+    backlog = GaugeMetricFamily(
+        "streamvision_event_output_backlog",
+        "Items waiting for an event output (queue or spool).",
+        labels=["output"],
+    )
+    peak = GaugeMetricFamily(
+        "streamvision_event_output_backlog_peak", "The largest backlog of an event output.", labels=["output"]
+    )
+    dropped = CounterMetricFamily(
+        "streamvision_event_output_dropped",
+        "Items an event output dropped (backlog full).",
+        labels=["output"],
+    )
+    failed = CounterMetricFamily(
+        "streamvision_event_output_failed", "Items an event output failed to deliver.", labels=["output"]
+    )
+    for name, figures in outputs.items():
+        backlog.add_metric([name], float(figures.get("backlog", 0)))
+        peak.add_metric([name], float(figures.get("backlog_peak", 0)))
+        dropped.add_metric([name], float(figures.get("dropped", 0)))
+        failed.add_metric([name], float(figures.get("failed", 0) + figures.get("rejected", 0)))
+    yield from (backlog, peak, dropped, failed)

@@ -1,0 +1,87 @@
+"""An annotated JPEG per event, written on the output's own thread."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from streamvision.errors import SinkError
+from streamvision.events.config import SnapshotOutput
+from streamvision.events.event import Event
+from streamvision.events.worker import OutputWorker
+
+HIGHLIGHT = (0, 255, 255)  # BGR yellow: the box the event is about
+
+
+class SnapshotChannel:
+    """Decides each snapshot's path on the calling thread (so the event can carry it) and writes the
+    JPEG on its worker thread: the annotated frame with the event's box and type drawn in yellow.
+
+    Raises:
+        SinkError: the folder cannot be created.
+    """
+
+    def __init__(self, config: SnapshotOutput, name: str = "snapshot") -> None:
+        self.name = name
+        self._config = config
+        try:
+            config.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot create snapshot folder {config.dir}: {exc.strerror or exc}") from None
+        self._worker: OutputWorker[tuple[Event, np.ndarray]] = OutputWorker(
+            name, _JpegWriter(config.quality), config.queue_size
+        )
+
+    def claim(self, event: Event) -> str | None:
+        """The path this event's snapshot will have, or None when this output skips its type."""
+        if self._config.types is not None and event.type not in self._config.types:
+            return None
+        return str(self._config.dir / f"{event.id}.jpg")
+
+    def submit(self, event: Event, image: np.ndarray) -> None:
+        """Queues the snapshot of ``event`` (its ``snapshot`` path set by :meth:`claim`)."""
+        if event.snapshot is not None:
+            self._worker.submit((event, image))
+
+    def stats(self) -> dict[str, Any]:
+        return self._worker.stats()
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+class _JpegWriter:
+    def __init__(self, quality: int) -> None:
+        self._quality = quality
+
+    def handle(self, item: tuple[Event, np.ndarray]) -> None:
+        """Writes one JPEG atomically (aside, then renamed).
+
+        Raises:
+            SinkError: encoding or writing failed.
+        """
+        event, image = item
+        scene = image.copy()
+        if event.box is not None:
+            x1, y1, x2, y2 = (round(v) for v in event.box)
+            thickness = max(2, round(min(scene.shape[:2]) / 160))
+            cv2.rectangle(scene, (x1, y1), (x2, y2), HIGHLIGHT, thickness, cv2.LINE_AA)
+        caption = " ".join(str(part) for part in (event.type, event.zone or event.line or "") if part)
+        cv2.putText(scene, caption, (4, scene.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, HIGHLIGHT, 1)
+        ok, jpeg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+        if not ok or event.snapshot is None:
+            raise SinkError(f"cannot encode the snapshot of event {event.id}")
+        path = Path(event.snapshot)
+        aside = path.with_suffix(".tmp")
+        try:
+            aside.write_bytes(jpeg.tobytes())
+            os.replace(aside, path)
+        except OSError as exc:
+            raise SinkError(f"cannot write snapshot {path}: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,174 @@
+"""The pipeline's side of events: rules over each finished frame, fan-out to isolated outputs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from fractions import Fraction
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from streamvision.errors import StreamvisionError
+from streamvision.events.config import (
+    ClipOutput,
+    EventsConfig,
+    JsonLinesOutput,
+    MqttOutput,
+    SnapshotOutput,
+    WebhookOutput,
+)
+from streamvision.events.engine import RuleEngine, status_event
+from streamvision.events.event import Event
+from streamvision.events.worker import Channel, EventChannel, OutputWorker
+from streamvision.frame import Frame
+from streamvision.sources.reconnect import SourceStatus
+
+log = logging.getLogger(__name__)
+
+DRAIN_S = 5.0
+"""Seconds each simple output gets at the end of a run to write what is queued."""
+
+
+@runtime_checkable
+class EventLineSink(Protocol):
+    """A stream that also takes rule events inline (the ``--events`` JSON lines)."""
+
+    def write_event(self, event: Event) -> None: ...
+
+
+class EventsSink:
+    """Runs the rules on the calling thread and hands each event to every output's own thread.
+
+    Snapshot and clip paths are decided here, before the fan-out, so every output sees them in the
+    event. Frames for clips are kept in a ring buffer here; encoding happens on the clip's thread.
+
+    Args:
+        config: the validated ``events`` section.
+        source_id: the pipeline's source id (MQTT topics).
+        video_time: durations on presentation times (files) instead of capture times (live sources).
+        rate: the source's frame rate (clips).
+        inline: streams that also get every rule event, in frame order (the ``--events`` file).
+
+    Raises:
+        SinkError: an output cannot be opened (outputs opened before it are closed first).
+    """
+
+    step_name = "rules"
+
+    def __init__(
+        self,
+        config: EventsConfig,
+        source_id: str,
+        video_time: bool,
+        rate: Fraction | None = None,
+        inline: tuple[EventLineSink, ...] = (),
+    ) -> None:
+        from streamvision.events.outputs.clip import ClipChannel
+        from streamvision.events.outputs.snapshot import SnapshotChannel
+
+        self._config = config
+        self._engine = RuleEngine(config, video_time)
+        self._video_time = video_time
+        self._inline = inline
+        self.by_type: Counter[str] = Counter()
+        self._lock = threading.Lock()  # stats() is read from other threads (preview, metrics)
+        self._events: list[EventChannel] = []
+        self._snapshots: list[SnapshotChannel] = []
+        self._clips: list[ClipChannel] = []
+        self._channels: list[Channel] = []
+        self._closed = False
+        try:
+            for i, output in enumerate(config.outputs):
+                name = f"{output.type}.{i}"
+                if isinstance(output, SnapshotOutput):
+                    self._snapshots.append(SnapshotChannel(output, name))
+                    self._channels.append(self._snapshots[-1])
+                elif isinstance(output, ClipOutput):
+                    self._clips.append(ClipChannel(output, rate, name))
+                    self._channels.append(self._clips[-1])
+                else:
+                    channel = _event_channel(output, name, source_id)
+                    self._events.append(channel)
+                    self._channels.append(channel)
+        except StreamvisionError:
+            self.close()
+            raise
+        self.needs_annotation = bool(self._snapshots or self._clips)
+
+    def write(self, frame: Frame, annotated: np.ndarray | None) -> None:
+        image = frame.image if annotated is None else annotated
+        clock = frame.pts if self._video_time and frame.pts is not None else frame.capture_time
+        for clip in self._clips:
+            clip.observe(clock, frame, image)
+        for event in self._engine.process(frame):
+            snapshot = next((p for s in self._snapshots if (p := s.claim(event))), None)
+            clip_path = next((p for c in self._clips if (p := c.claim(event, clock))), None)
+            event = event.with_paths(snapshot, clip_path)
+            for snapshots in self._snapshots:
+                snapshots.submit(event, image)
+            for stream in self._inline:
+                stream.write_event(event)
+            self._dispatch(event)
+
+    def write_status(self, status: SourceStatus) -> None:
+        """Source status changes go to the event outputs (the ``--events`` file has its own line)."""
+        if self._config.source_status:
+            self._dispatch(status_event(status))
+
+    def _dispatch(self, event: Event) -> None:
+        with self._lock:
+            self.by_type[event.type] += 1
+        for channel in self._events:
+            channel.submit(event)
+
+    def stats(self) -> dict[str, Any]:
+        """Events by type and each output's figures (submitted, delivered, dropped, backlog, ...)."""
+        with self._lock:
+            by_type = dict(self.by_type)
+        return {
+            "events_by_type": by_type,
+            "event_outputs": {channel.name: channel.stats() for channel in self._channels},
+        }
+
+    def close(self) -> None:
+        """Finishes every output (each within its own drain time); errors are logged, then the first
+        is raised.
+
+        Raises:
+            StreamvisionError: an output failed to close.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[Exception] = []
+        for channel in self._channels:
+            try:
+                channel.close()
+            except Exception as exc:
+                log.error("closing output %s failed: %s", channel.name, exc)
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _event_channel(
+    output: JsonLinesOutput | WebhookOutput | MqttOutput, name: str, source_id: str
+) -> EventChannel:
+    """Opens an event output on its own thread.
+
+    Raises:
+        SinkError: it cannot be opened.
+    """
+    if isinstance(output, WebhookOutput):
+        from streamvision.events.outputs.webhook import WebhookChannel
+
+        return WebhookChannel(output, name)
+    if isinstance(output, MqttOutput):
+        from streamvision.events.outputs.mqtt import MqttPublisher
+
+        return OutputWorker(name, MqttPublisher(output, source_id), output.queue_size)
+    from streamvision.events.outputs.jsonl import JsonLinesWriter
+
+    return OutputWorker(name, JsonLinesWriter(output), output.queue_size)
