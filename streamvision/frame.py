@@ -228,9 +228,9 @@ class RegionCount:
         kind: ``zone`` or ``line``.
         points: (K, 2) float32 polygon vertices (zone) or start and end point (line), frame pixels.
         inside: objects inside the zone now, per label (always empty for a line).
-        entered: tracks that went into the zone, or crossed the line to its left as seen facing
-            from start to end, since the run started; per label.
-        exited: tracks that left the zone, or crossed the line to its right; per label.
+        entered: tracks that went into the zone, or crossed the line to its right as seen walking
+            from start to end on screen, since the run started; per label.
+        exited: tracks that left the zone, or crossed the line to its left; per label.
     """
 
     name: str

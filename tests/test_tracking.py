@@ -90,11 +90,11 @@ def _run_zones(config: ZonesConfig, frames: int = 40) -> ZoneCounts:
 
 
 def test_line_counts_crossings_by_direction_and_class() -> None:
-    # A vertical line at x = 200 drawn downwards: its left (facing from start to end) is east.
-    config = ZonesConfig(lines=[{"name": "gate", "start": (200, 0), "end": (200, 300)}])
+    # A vertical line at x = 200 drawn upwards: walking from start to end, its right is east.
+    config = ZonesConfig(lines=[{"name": "gate", "start": (200, 300), "end": (200, 0)}])
     (gate,) = _run_zones(config).regions
     assert gate.kind == "line"
-    assert dict(gate.entered) == {"person": 1}  # walked east, over to the left side
+    assert dict(gate.entered) == {"person": 1}  # walked east, over to the right side
     assert dict(gate.exited) == {"bicycle": 1}  # rode west
     assert gate.to_record() == {
         "name": "gate",
@@ -102,6 +102,9 @@ def test_line_counts_crossings_by_direction_and_class() -> None:
         "in": {"person": 1, "all": 1},
         "out": {"bicycle": 1, "all": 1},
     }
+    # drawn the other way, the same crossings swap direction
+    (reverse,) = _run_zones(ZonesConfig(lines=[{"name": "g", "start": (200, 0), "end": (200, 300)}])).regions
+    assert dict(reverse.entered) == {"bicycle": 1} and dict(reverse.exited) == {"person": 1}
 
 
 def test_zone_occupancy_entries_and_class_filter() -> None:

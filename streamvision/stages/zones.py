@@ -39,7 +39,11 @@ class ZoneSpec(_Region):
 
 
 class LineSpec(_Region):
-    """A counting line: tracks crossing it, by direction."""
+    """A counting line: tracks crossing it, by direction.
+
+    "in" is a crossing to the line's right as seen walking from ``start`` to ``end`` on screen
+    (for a line drawn left to right: moving down), "out" a crossing to its left.
+    """
 
     start: Point
     end: Point
@@ -146,9 +150,11 @@ class _Line:
         self.spec = spec
         self.points = points
         (x1, y1), (x2, y2) = points.tolist()
+        # supervision counts "in" on its line's left; reversed, that is the right of start -> end,
+        # the direction the event rules (streamvision.events) call "in" too.
         self._line = sv.LineZone(
-            sv.Point(x1, y1),
             sv.Point(x2, y2),
+            sv.Point(x1, y1),
             triggering_anchors=_anchors(spec.anchor),
             minimum_crossing_threshold=spec.min_crossing_frames,
         )
