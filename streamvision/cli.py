@@ -175,6 +175,10 @@ from streamvision.convert.command import convert  # noqa: E402 - registered afte
 
 app.command()(convert)
 
+from streamvision.train.command import train  # noqa: E402 - registered after the app exists
+
+app.command()(train)
+
 from streamvision.models_command import models_app  # noqa: E402 - registered after the app exists
 
 app.add_typer(models_app, name="models")

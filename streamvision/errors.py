@@ -23,3 +23,7 @@ class SinkError(StreamvisionError):
 
 class ConversionError(StreamvisionError):
     """A model cannot be converted to ONNX, or the converted model disagrees with its source."""
+
+
+class TrainingError(StreamvisionError):
+    """A training run cannot start or finish: bad data, a missing extra, an export that fails."""

@@ -1,0 +1,46 @@
+"""Lazy imports of the training stack (TensorFlow / Keras, scikit-learn, matplotlib), with an install hint."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+from streamvision.errors import TrainingError
+
+INSTALL_HINT = "pip install 'streamvision[train]'"
+
+
+def require(name: str) -> ModuleType:
+    """Imports ``name``.
+
+    Raises:
+        TrainingError: it is not installed; the message names the ``train`` extra.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise TrainingError(f"training needs {name!r} ({exc}); install it with {INSTALL_HINT}") from exc
+
+
+def keras() -> ModuleType:
+    """Imports Keras on TensorFlow with oneDNN off (reproducible runs, and parity checks that hold).
+
+    Raises:
+        TrainingError: TensorFlow or Keras is not installed.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    require("tensorflow")
+    return require("keras")
+
+
+def tensorflow() -> ModuleType:
+    """Imports TensorFlow (see :func:`keras`).
+
+    Raises:
+        TrainingError: TensorFlow is not installed.
+    """
+    keras()
+    return require("tensorflow")
