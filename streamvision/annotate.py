@@ -56,10 +56,11 @@ class Annotator:
         """Returns a drawn copy of the frame's image; the frame itself is left untouched."""
         scene = frame.image.copy()
         thickness = self.thickness or max(1, round(min(scene.shape[:2]) / 240))
+        placed: dict[tuple[int, int], int] = {}
         for result in frame.results.values():
             if isinstance(result, ZoneCounts):
                 for region in result.regions:
-                    _draw_region(scene, region, thickness)
+                    _draw_region(scene, region, thickness, placed)
         for result in frame.results.values():
             if isinstance(result, Detections):
                 self._draw_detections(scene, result, thickness)
@@ -74,6 +75,8 @@ class Annotator:
     def _draw_detections(self, scene: np.ndarray, detections: Detections, thickness: int) -> None:
         for i in range(len(detections)):
             track = -1 if detections.tracker_id is None else int(detections.tracker_id[i])
+            if detections.tracker_id is not None and track < 0:
+                continue  # tracked results: weak boxes outside any track only feed the tracker
             color = track_color(track) if track >= 0 else color_for(int(detections.class_id[i]))
             x1, y1, x2, y2 = (round(float(v)) for v in detections.xyxy[i])
             cv2.rectangle(scene, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
@@ -115,8 +118,12 @@ class Annotator:
             _label(scene, text, origin, color_for(int(labels.class_id[i])), thickness)
 
 
-def _draw_region(scene: np.ndarray, region: RegionCount, thickness: int) -> None:
-    """A zone's outline with its occupancy and in / out counts, or a line with its crossings."""
+def _draw_region(
+    scene: np.ndarray, region: RegionCount, thickness: int, placed: dict[tuple[int, int], int]
+) -> None:
+    """A zone's outline with its occupancy and in / out counts, or a line with its crossings.
+
+    ``placed`` counts the labels already drawn at each corner, so labels that share one stack."""
     color = (255, 255, 255) if region.kind == "line" else (0, 215, 255)
     points = np.rint(region.points).astype(np.int32)
     if region.kind == "zone":
@@ -126,8 +133,11 @@ def _draw_region(scene: np.ndarray, region: RegionCount, thickness: int) -> None
         cv2.line(scene, tuple(points[0]), tuple(points[1]), color, thickness + 1, cv2.LINE_AA)
         text = region.name
     text += f" | in {sum(region.entered.values())} out {sum(region.exited.values())}"
-    x, y = (int(v) for v in points.min(axis=0))
-    _label(scene, text, (max(0, x), max(0, y)), (60, 60, 60), thickness)
+    corner = (max(0, int(points[:, 0].min())), max(0, int(points[:, 1].min())))
+    (_, h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness, 1)
+    row = placed.get(corner, 0)
+    placed[corner] = row + 1
+    _label(scene, text, (corner[0], corner[1] + row * (h + baseline + 2)), (60, 60, 60), thickness)
 
 
 def _label(

@@ -222,3 +222,13 @@ def test_on_in_yaml_is_a_key_not_a_boolean(tmp_path: Path) -> None:
     )
     track = load_config(path).stages[1]
     assert isinstance(track, TrackConfig) and track.on == "object_detection"
+
+
+def test_boxes_outside_any_track_are_not_drawn() -> None:
+    tracker = Tracker(TrackConfig(), None)  # type: ignore[arg-type]
+    frame = tracker.process(_frame(0, _detections(0, [0, 1])))  # first sight: no confirmed track yet
+    assert frame.results["object_detection"].tracker_id.tolist() == [-1, -1]
+    scene = Annotator(thickness=1, show_fps=False).annotate(frame)
+    assert not scene.any()
+    untracked = _frame(0, _detections(0, [0, 1]))  # without a track stage every box is drawn
+    assert Annotator(thickness=1, show_fps=False).annotate(untracked).any()
