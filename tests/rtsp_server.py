@@ -15,6 +15,8 @@ Every client gets its own stream from the first frame.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
 import signal
 import sys
 from fractions import Fraction
@@ -89,6 +91,15 @@ class LoopFactory(GstRtspServer.RTSPMediaFactory):
         appsrc.connect("need-data", need_data)
 
 
+def die_with_parent() -> None:
+    """Ends this server when the process that started it dies, even by SIGKILL (Linux)."""
+    parent = os.getppid()
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        sys.exit(0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
@@ -98,6 +109,7 @@ def main() -> None:
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="PEM files: serve rtsps://")
     args = parser.parse_args()
 
+    die_with_parent()
     Gst.init(None)
     units, rate = load_access_units(args.file)
     server = GstRtspServer.RTSPServer()
