@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint test-mediapipe
+.PHONY: install run test lint test-mediapipe test-convert
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,19 @@ $(MP_STAMP): pyproject.toml
 test-mediapipe: $(MP_STAMP)
 	$(MP_BIN)/python -c "import cv2, mediapipe.tasks.python.vision; print('cv2', cv2.__version__)"
 	$(MP_BIN)/pytest tests/test_mediapipe.py tests/test_faces_backends.py tests/test_faces_e2e.py
+
+# Model conversion (extra `convert`: TensorFlow, tf2onnx) is tested in a virtualenv of its own, so the
+# runtime venv never carries TensorFlow. Its tests build tiny Keras / TFLite / TF.js models on the fly.
+CV_VENV ?= .venv-convert
+CV_BIN := $(CV_VENV)/bin
+CV_STAMP := $(CV_VENV)/.installed
+
+$(CV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(CV_VENV)
+	$(CV_BIN)/python -m pip install --quiet --upgrade pip
+	$(CV_BIN)/python -m pip install --quiet -e '.[convert,dev]'
+	touch $(CV_STAMP)
+
+test-convert: $(CV_STAMP)
+	$(CV_BIN)/python -c "import tensorflow, tf2onnx; print('tensorflow', tensorflow.__version__, 'tf2onnx', tf2onnx.__version__)"
+	$(CV_BIN)/pytest -m convert

@@ -111,7 +111,7 @@ def verify(
                 except Exception as exc:  # onnxruntime raises untyped errors for bad inputs
                     raise ModelError(f"{path} does not run on a {x.shape} {x.dtype} input: {exc}") from exc
                 ms = (time.perf_counter() - start) * 1e3
-                if [o for o in model.output_names if o not in spec.outputs]:
+                if sorted(model.output_names) != sorted(spec.outputs):
                     raise ModelError(
                         f"{path} outputs {model.output_names}, manifest says {list(spec.outputs)}"
                     )

@@ -66,12 +66,15 @@ def order_outputs(model: Any, names: Sequence[str]) -> None:
 
 
 def canonical_names(model: Any) -> None:
-    """Renumbers tf2onnx's ``name__N`` suffixes in graph order and sorts initializers by first use.
+    """Renumbers tf2onnx's ``name__N`` suffixes and ``unk__N`` dimensions in graph order, and sorts
+    initializers by first use.
 
     tf2onnx numbers generated names from a process-wide counter, so the same source gives different
-    bytes from run to run; after this, rebuilds are byte-identical. Top-level graph only.
+    bytes from run to run (or after another conversion in the same process); after this, rebuilds
+    are byte-identical. Top-level graph only.
     """
     g = model.graph
+    g.doc_string = re.sub(r"__inference_(\w+?)_\d+", r"__inference_\1", g.doc_string)
     nums: dict[str, int] = {}
 
     def fix(name: str) -> str:
@@ -95,6 +98,11 @@ def canonical_names(model: Any) -> None:
     value_info = sorted(g.value_info, key=lambda t: t.name)
     del g.value_info[:]
     g.value_info.extend(value_info)
+    symbols: dict[str, str] = {}
+    for t in (*g.input, *g.output, *g.value_info):
+        for dim in t.type.tensor_type.shape.dim:
+            if re.fullmatch(r"unk__\d+", dim.dim_param):
+                dim.dim_param = symbols.setdefault(dim.dim_param, f"unk__{len(symbols)}")
 
 
 def _all_nodes(graph: Any) -> list[Any]:
