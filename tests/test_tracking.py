@@ -232,3 +232,19 @@ def test_boxes_outside_any_track_are_not_drawn() -> None:
     assert not scene.any()
     untracked = _frame(0, _detections(0, [0, 1]))  # without a track stage every box is drawn
     assert Annotator(thickness=1, show_fps=False).annotate(untracked).any()
+
+
+@pytest.mark.parametrize("class_aware", [True, False])
+def test_class_aware_tracks_do_not_jump_to_another_label(class_aware: bool) -> None:
+    tracker = Tracker(TrackConfig(class_aware=class_aware), None)  # type: ignore[arg-type]
+    box = np.array([[100, 100, 160, 220]], np.float32)
+    ids = []
+    for index in range(8):
+        name, class_id = ("person", 0) if index < 4 else ("bicycle", 1)  # same place, another label
+        detections = Detections(
+            box, np.array([0.9], np.float32), np.array([class_id], np.int32), np.array([name])
+        )
+        ids.append(int(tracker.process(_frame(index, detections)).results["object_detection"].tracker_id[0]))
+    person, bicycle = ids[3], ids[7]
+    assert person >= 0 and bicycle >= 0
+    assert (person != bicycle) == class_aware

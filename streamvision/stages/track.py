@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -36,6 +36,9 @@ class TrackConfig(StageConfig):
     """Frames a track survives without a matching detection (occlusion, missed detections)."""
     min_frames: int = Field(2, ge=1, le=100)
     """Consecutive detector runs a new track needs before it gets an id."""
+    class_aware: bool = True
+    """Match boxes only to tracks of their own label (one ByteTrack per label, ids unique across
+    labels), so a rider's track never jumps to the bicycle box under it; False: one tracker for all."""
 
     model_sessions: ClassVar[int] = 0
 
@@ -66,11 +69,24 @@ class Tracker:
     """
 
     def __init__(self, config: TrackConfig, context: StageContext) -> None:
-        from trackers import ByteTrackTracker
+        import trackers  # noqa: F401 - fail here, at build time, when the package is missing
 
         self.name = config.result_key
+        self._config = config
         self._on = config.on
-        self._tracker = ByteTrackTracker(
+        self._trackers: dict[int, Any] = {}
+        """One ByteTrack per class id (a single one under -1 when not class aware)."""
+        self._global_ids: dict[tuple[int, int], int] = {}
+        self._next_id = 0
+        self._lost_frames = config.lost_frames
+        self._seen: dict[int, _Seen] = {}
+        self._current: list[int] = []
+
+    def _new_tracker(self) -> Any:
+        from trackers import ByteTrackTracker
+
+        config = self._config
+        return ByteTrackTracker(
             lost_track_buffer=config.lost_frames,
             frame_rate=_TRACKER_FPS,
             track_activation_threshold=config.activation_threshold,
@@ -78,9 +94,6 @@ class Tracker:
             minimum_iou_threshold=config.match_iou,
             high_conf_det_threshold=config.high_threshold,
         )
-        self._lost_frames = config.lost_frames
-        self._seen: dict[int, _Seen] = {}
-        self._current: list[int] = []
 
     def process(self, frame: Frame) -> Frame:
         detections = frame.results.get(self._on)
@@ -99,11 +112,28 @@ class Tracker:
             detections: the boxes of frame ``index``.
             index: the frame's position in its source (gaps are frames without a detector run).
         """
-        tracked = self._tracker.update(to_supervision(detections), timestamp=index / _TRACKER_FPS)
+        groups = detections.class_id if self._config.class_aware else np.full(len(detections), -1)
+        for group in np.unique(groups).tolist():
+            if group not in self._trackers:
+                self._trackers[group] = self._new_tracker()
         ids = np.full(len(detections), -1, np.int64)
-        ids[rows_of(tracked)] = np.asarray(tracked.tracker_id, np.int64)
+        # Every tracker sees every run, with no boxes when its class is absent, so its tracks age.
+        for group, tracker in self._trackers.items():
+            rows = np.flatnonzero(groups == group)
+            tracked = tracker.update(to_supervision(detections[rows]), timestamp=index / _TRACKER_FPS)
+            for row, local in zip(rows[rows_of(tracked)], np.asarray(tracked.tracker_id), strict=True):
+                if local >= 0:
+                    ids[row] = self._global_id(group, int(local))
         self._remember(detections, ids, index)
         return replace(detections, tracker_id=ids)
+
+    def _global_id(self, group: int, local: int) -> int:
+        """The run-wide id of a tracker's local track id (each class's tracker counts from 0)."""
+        key = (group, local)
+        if key not in self._global_ids:
+            self._global_ids[key] = self._next_id
+            self._next_id += 1
+        return self._global_ids[key]
 
     def _remember(self, detections: Detections, ids: np.ndarray, index: int) -> None:
         self._current = []
@@ -130,6 +160,8 @@ class Tracker:
             self._current.append(track)
         horizon = index - max(1, self._lost_frames)
         self._seen = {k: v for k, v in self._seen.items() if v.index >= horizon}
+        # the trackers have dropped these tracks too, so their ids can go (memory stays bounded)
+        self._global_ids = {k: v for k, v in self._global_ids.items() if v in self._seen}
 
     def _carry(self, frame: Frame) -> Detections:
         if not self._current:
