@@ -153,7 +153,7 @@ def compare_table(compare: dict[str, Any]) -> list[str]:
     ]
     rows.append(
         [f"onnxruntime / {peer}", f"{r['pipeline_fps']:.2f}x", "", f"{r['sequential_fps']:.2f}x", "",
-         f"{peer} ms / onnxruntime ms: {r['face_ms']:.2f}x", ""]
+         f"p50: {peer} / onnxruntime {r['face_ms_p50']:.2f}x", ""]
     )  # fmt: skip
     return _table(
         f"Face detection: onnxruntime against {peer} (same clip, same H.264 output)",
