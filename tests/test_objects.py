@@ -141,3 +141,11 @@ def test_pipeline_writes_object_events(registry: ModelRegistry, tmp_path: Path) 
     assert [sorted(r) for r in lines] == [["object_detection"], [], ["object_detection"], []]
     person = lines[0]["object_detection"][0]
     assert person["label"] == "person" and person["box"] == [270.0, 215.0, 370.0, 265.0]
+
+
+def test_a_detector_from_another_manifest_folder(registry: ModelRegistry, models: ModelRegistry) -> None:
+    config = ObjectDetectionConfig(model="yolo_fixed", models=registry.models_dir)
+    detector = ObjectDetector(config, StageContext(models, ThreadBudget(1)))  # the project's registry
+    assert detector.detect(_frame().image).class_name.tolist() == ["person", "car"]
+    with pytest.raises(ModelError, match="unknown model 'yolo_fixed'"):
+        ObjectDetector(ObjectDetectionConfig(model="yolo_fixed"), StageContext(models, ThreadBudget(1)))

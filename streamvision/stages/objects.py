@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -11,7 +12,9 @@ from streamvision.decoders.boxes import DecodeParams
 from streamvision.decoders.detection import DETECTION_DECODERS, detection_decoder
 from streamvision.errors import ConfigError, ModelError
 from streamvision.frame import Detections, Frame
+from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.preprocess import letterbox, to_tensor
+from streamvision.runtime.session import OnnxModel
 from streamvision.stages.base import StageConfig, StageContext
 
 
@@ -21,6 +24,9 @@ class ObjectDetectionConfig(StageConfig):
     type: Literal["object_detection"] = "object_detection"
     model: str = "nanodet"
     """A model name from the manifest (``nanodet`` and ``centernet`` detect the 80 COCO classes)."""
+    models: Path | None = None
+    """Folder of another manifest that holds ``model`` (your own detectors); the project's
+    ``models/`` by default."""
     decoder: str | None = None
     """How to read the model's output (centernet, nanodet, yolov5, yolov8, yolo11, ssd); the
     manifest entry's ``decoder`` by default. Set it for a model whose entry names another."""
@@ -57,7 +63,8 @@ class ObjectDetector:
     """
 
     def __init__(self, config: ObjectDetectionConfig, context: StageContext) -> None:
-        spec = context.models.get(config.model)
+        registry = ModelRegistry(config.models) if config.models is not None else context.models
+        spec = registry.get(config.model)
         decoder_name = config.decoder or spec.decoder
         if decoder_name not in DETECTION_DECODERS:
             raise ModelError(
@@ -88,7 +95,7 @@ class ObjectDetector:
             max_detections=config.max_detections,
             classes=class_ids,
         )
-        self._model = context.load_model(config.model)
+        self._model = OnnxModel(registry.verify(config.model), threads=context.budget.take())
         self._seen = 0
 
     def process(self, frame: Frame) -> Frame:
