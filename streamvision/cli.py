@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from streamvision.cli_errors import reported_errors, set_debug
+from streamvision.cli_errors import EXIT_USAGE, reported_errors, set_debug
 
 app = typer.Typer(
     add_completion=False,
@@ -37,7 +38,10 @@ def _main(
 @app.command()
 def run(
     source: Annotated[
-        str | None, typer.Option("--source", "-s", help="Camera index, video file, image folder/glob or URL.")
+        list[str] | None,
+        typer.Option(
+            "--source", "-s", help="Camera index, video file, image folder/glob or URL; repeat for several."
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline YAML.")] = None,
     output: Annotated[
@@ -70,16 +74,46 @@ def run(
             preview=preview,
             max_frames=max_frames,
         )
-        pipeline = Pipeline(pipeline_config)
         console = Console(stderr=pipeline_config.outputs.events == "-")
+        if len(pipeline_config.sources) > 1:
+            _run_several(pipeline_config, console)
+            return
+        pipeline = Pipeline(pipeline_config)
         stopped_by = _stop_on_signals(pipeline)
-        summary = _run_with_progress(pipeline)
+        summary = _run_with_progress([pipeline], pipeline.run)
         summary["stopped_by"] = stopped_by.get("signal")
         _print_summary(console, summary)
         if pipeline_config.outputs.report is not None:
             _write_report(pipeline_config.outputs.report, summary)
-        if "signal" in stopped_by:
-            raise typer.Exit(128 + signal.Signals[stopped_by["signal"]].value)
+        _exit_for_signal(stopped_by)
+
+
+def _run_several(config: Any, console: Console) -> None:
+    """Several sources: a pipeline each, side by side; one failing source does not stop the others.
+
+    Raises:
+        typer.Exit: 2 when a source failed (after every summary is printed), 128 + N on signal N.
+    """
+    from streamvision.multi import MultiPipeline
+
+    multi = MultiPipeline(config)
+    stopped_by = _stop_on_signals(multi)
+    summaries = _run_with_progress(multi.pipelines, multi.run)
+    for summary in summaries:
+        summary["stopped_by"] = stopped_by.get("signal")
+        _print_summary(console, summary)
+    if config.outputs.report is not None:
+        _write_report(config.outputs.report, {"sources": summaries})
+    _exit_for_signal(stopped_by)
+    for source_id, error in multi.errors.items():
+        typer.echo(f"error: source {source_id}: {error}", err=True)
+    if multi.errors:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _exit_for_signal(stopped_by: dict[str, str]) -> None:
+    if "signal" in stopped_by:
+        raise typer.Exit(128 + signal.Signals[stopped_by["signal"]].value)
 
 
 def _stop_on_signals(pipeline: Any) -> dict[str, str]:
@@ -97,7 +131,8 @@ def _stop_on_signals(pipeline: Any) -> dict[str, str]:
     return received
 
 
-def _run_with_progress(pipeline: Any) -> dict[str, Any]:
+def _run_with_progress(pipelines: list[Any], run: Callable[..., Any]) -> Any:
+    """Calls ``run(progress=...)`` with a progress bar per pipeline on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
@@ -110,12 +145,14 @@ def _run_with_progress(pipeline: Any) -> dict[str, Any]:
         transient=True,
     )
     with progress:
-        task = progress.add_task(pipeline.source.source_id, total=pipeline.total_frames, fps=0.0)
+        tasks = {
+            id(p): progress.add_task(p.source.source_id, total=p.total_frames, fps=0.0) for p in pipelines
+        }
 
         def update(p: Any) -> None:
-            progress.update(task, completed=p.metrics.frames_out, fps=p.metrics.fps_out())
+            progress.update(tasks[id(p)], completed=p.metrics.frames_out, fps=p.metrics.fps_out())
 
-        return pipeline.run(progress=update)
+        return run(progress=update)
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:

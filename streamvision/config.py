@@ -94,15 +94,42 @@ class OutputConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    """One pipeline: a source, its stages in order, its outputs."""
+    """A pipeline: its source(s), its stages in order, its outputs.
 
-    source: SourceConfig
+    With several sources, each runs as a pipeline of its own with the same stages and outputs
+    (see :mod:`streamvision.multi`). ``source`` is shorthand for a list of one.
+    """
+
+    sources: list[SourceConfig] = Field(min_length=1)
     stages: list[StageConfig] = Field(default_factory=list)
     outputs: OutputConfig = Field(default_factory=OutputConfig)
     max_frames: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads shared by all models")
     events: EventsConfig | None = None
     """Rules that turn results into events, and the outputs those go to."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "source" in data:
+            if "sources" in data:
+                raise ValueError("give either source or sources, not both")
+            data = dict(data)
+            data["sources"] = [data.pop("source")]
+        return data
+
+    @property
+    def source(self) -> SourceConfig:
+        """The first (for a single-source pipeline, the only) source."""
+        return self.sources[0]
+
+    @model_validator(mode="after")
+    def _unique_source_ids(self) -> PipelineConfig:
+        ids = [source.id for source in self.sources if source.id is not None]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"source ids must be unique: {', '.join(duplicates)}")
+        return self
 
     @model_validator(mode="after")
     def _one_writer_per_stream(self) -> PipelineConfig:
@@ -122,7 +149,7 @@ class PipelineConfig(_Strict):
 def default_config() -> PipelineConfig:
     """The embedded default: face detection over the bundled sample clip into an annotated mp4."""
     return PipelineConfig(
-        source=SourceConfig(uri=str(SAMPLE_CLIP), id="sample"),
+        sources=[SourceConfig(uri=str(SAMPLE_CLIP), id="sample")],
         stages=[stage_config_class("face_detection")(type="face_detection")],
         outputs=OutputConfig(video=DEFAULT_OUTPUT),
     )
@@ -131,7 +158,8 @@ def default_config() -> PipelineConfig:
 def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
     """Validates a config mapping (as loaded from YAML).
 
-    A bare string or number as ``source`` is shorthand for ``{uri: ...}``.
+    A bare string or number as ``source`` (or as an item of ``sources``) is shorthand for
+    ``{uri: ...}``.
 
     Raises:
         ConfigError: naming the first bad key and what is wrong with it.
@@ -139,8 +167,12 @@ def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = dict(raw)
+    if "source" not in raw and "sources" not in raw:
+        raise ConfigError(f"{origin}: source: Field required")
     if isinstance(raw.get("source"), (str, int)):
         raw["source"] = {"uri": raw["source"]}
+    if isinstance(raw.get("sources"), list):
+        raw["sources"] = [{"uri": item} if isinstance(item, (str, int)) else item for item in raw["sources"]]
     stages_raw = raw.pop("stages", [])
     if not isinstance(stages_raw, list):
         raise ConfigError(f"{origin}: stages: expected a list of stages")
@@ -226,7 +258,7 @@ def load_config(path: Path) -> PipelineConfig:
 def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
     """Returns ``config`` with command-line values applied (None means: keep the file's value).
 
-    Keys: source, output, show, events, report, preview (a port), max_frames.
+    Keys: source (one URI or a list), output, show, events, report, preview (a port), max_frames.
     """
     outputs = config.outputs
     output_updates = {
@@ -241,8 +273,11 @@ def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
         if value is not None
     }
     updates: dict[str, Any] = {"outputs": outputs.model_copy(update=output_updates)}
-    if overrides.get("source") is not None:
-        updates["source"] = SourceConfig(uri=str(overrides["source"]))
+    if overrides.get("source"):
+        uris = overrides["source"]
+        updates["sources"] = [
+            SourceConfig(uri=str(uri)) for uri in ([uris] if isinstance(uris, str) else uris)
+        ]
     if overrides.get("max_frames") is not None:
         updates["max_frames"] = overrides["max_frames"]
     return config.model_copy(update=updates)

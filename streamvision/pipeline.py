@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamvision.annotate import Annotator
 from streamvision.config import PipelineConfig
-from streamvision.errors import StreamvisionError
+from streamvision.errors import ConfigError, StreamvisionError
 from streamvision.frame import Detections, Frame
 from streamvision.metrics import PipelineMetrics
 from streamvision.queues import FrameQueue, QueueClosed, QueueTimeout
@@ -41,18 +41,30 @@ POLL_S = 0.1
 ProgressCallback = Callable[["Pipeline"], None]
 
 
+def model_sessions(config: PipelineConfig) -> int:
+    """How many ONNX Runtime sessions the stages of ``config`` open."""
+    return sum(stage.model_sessions for stage in config.stages)
+
+
 class Pipeline:
     """A runnable pipeline. Construction opens the source, loads the models and prepares sinks.
 
     Args:
-        config: a validated pipeline config.
+        config: a validated pipeline config with one source (see :mod:`streamvision.multi` for several).
         models: where models are looked up; the packaged manifest by default.
+        budget: ONNX Runtime threads shared with other pipelines of the process; its own by default.
 
     Raises:
         SourceError, ModelError, SinkError: the source, a model or an output cannot be opened.
     """
 
-    def __init__(self, config: PipelineConfig, models: ModelRegistry | None = None) -> None:
+    def __init__(
+        self, config: PipelineConfig, models: ModelRegistry | None = None, budget: ThreadBudget | None = None
+    ) -> None:
+        if len(config.sources) != 1:
+            raise ConfigError(
+                f"a Pipeline runs one source, got {len(config.sources)}: use streamvision.multi"
+            )
         self.config = config
         self.metrics = PipelineMetrics()
         self._stop = threading.Event()
@@ -71,8 +83,8 @@ class Pipeline:
                 stop=self._stop,
             )
             on_failure.callback(self.source.close)
-            sessions = sum(stage.model_sessions for stage in config.stages)
-            budget = ThreadBudget(config.threads, sessions=max(1, sessions))
+            if budget is None:
+                budget = ThreadBudget(config.threads, sessions=max(1, model_sessions(config)))
             context = StageContext(models or ModelRegistry(), budget, live_source=self.source.live)
             self.stages: list[Stage] = [build_stage(stage, context) for stage in config.stages]
             self.sinks: list[Sink] = self._make_sinks()
@@ -272,6 +284,12 @@ class Pipeline:
             close = getattr(stage, "close", None)
             if close is not None:
                 close()
+
+    def close(self) -> None:
+        """Releases the source, the stages and the outputs of a pipeline that will not :meth:`run`."""
+        self._close_sinks()
+        self.close_stages()
+        self.source.close()
 
     def _close_sinks(self) -> None:
         for sink in self.sinks:

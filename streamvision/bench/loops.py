@@ -71,7 +71,7 @@ def run_live(config: PipelineConfig, fps: float) -> dict[str, Any]:
 
     Returns the summary plus a timeline: per second of the run, frames out, drops and latency p50.
     """
-    live = config.model_copy(update={"source": config.source.model_copy(update={"realtime_fps": fps})})
+    live = config.model_copy(update={"sources": [config.source.model_copy(update={"realtime_fps": fps})]})
     pipeline = Pipeline(live)
     ticks: list[tuple[float, float, int]] = []
 

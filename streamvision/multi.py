@@ -1,0 +1,149 @@
+"""Several sources in one run: one self-contained pipeline per source, side by side.
+
+Each source gets its own pipeline (threads, queues, metrics, outputs), so a source that stalls or
+dies never holds up the others. The pipelines share one ONNX Runtime thread budget. File outputs get
+the source id in their name (``out.mp4`` -> ``out.door.mp4``), preview ports count up from the one
+configured, and webhook spools get a folder per source.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from streamvision.config import PipelineConfig, SourceConfig
+from streamvision.errors import ConfigError, StreamvisionError
+from streamvision.events.config import MqttOutput, WebhookOutput
+from streamvision.pipeline import Pipeline, ProgressCallback, model_sessions
+from streamvision.runtime.manifest import ModelRegistry
+from streamvision.runtime.session import ThreadBudget
+from streamvision.sources import default_source_id
+
+log = logging.getLogger(__name__)
+
+
+def _suffixed(path: Path, source_id: str) -> Path:
+    return path.with_name(f"{path.stem}.{source_id}{path.suffix}")
+
+
+def _safe_id(source_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in source_id)
+
+
+def per_source(config: PipelineConfig) -> list[PipelineConfig]:
+    """One single-source config per source of ``config``, with outputs that do not collide.
+
+    Raises:
+        ConfigError: several sources with a window (``show``), which needs the main thread.
+    """
+    if len(config.sources) == 1:
+        return [config]
+    if config.outputs.show:
+        raise ConfigError("outputs.show: a window needs a single source")
+    ids: list[str] = []
+    for source in config.sources:
+        sid = source.id or default_source_id(source.uri)
+        ids.append(f"{sid}-{len(ids)}" if sid in ids else sid)
+    configs = []
+    for index, (source, sid) in enumerate(zip(config.sources, ids, strict=True)):
+        configs.append(
+            config.model_copy(
+                update={
+                    "sources": [source.model_copy(update={"id": sid})],
+                    "outputs": _outputs_for(config, _safe_id(sid), index),
+                    "events": _events_for(config, _safe_id(sid)),
+                }
+            )
+        )
+    return configs
+
+
+def _outputs_for(config: PipelineConfig, sid: str, index: int) -> Any:
+    outputs = config.outputs
+    update: dict[str, Any] = {}
+    if outputs.video is not None:
+        update["video"] = _suffixed(outputs.video, sid)
+    if outputs.events not in (None, "-"):
+        update["events"] = str(_suffixed(Path(str(outputs.events)), sid))
+    if outputs.preview is not None and outputs.preview.port != 0:
+        update["preview"] = outputs.preview.model_copy(update={"port": outputs.preview.port + index})
+    return outputs.model_copy(update=update)
+
+
+def _events_for(config: PipelineConfig, sid: str) -> Any:
+    if config.events is None:
+        return None
+    outputs = []
+    for output in config.events.outputs:
+        if isinstance(output, WebhookOutput):
+            output = output.model_copy(update={"spool": output.spool / sid})
+        elif isinstance(output, MqttOutput) and output.client_id:
+            output = output.model_copy(update={"client_id": f"{output.client_id}-{sid}"})
+        outputs.append(output)
+    return config.events.model_copy(update={"outputs": outputs})
+
+
+class MultiPipeline:
+    """Runs one :class:`Pipeline` per source on threads of its own.
+
+    Args:
+        config: a config with one or more sources.
+        models: where models are looked up.
+
+    Raises:
+        ConfigError, SourceError, ModelError, SinkError: as :class:`Pipeline`; every pipeline
+            opened so far is closed again first.
+    """
+
+    def __init__(self, config: PipelineConfig, models: ModelRegistry | None = None) -> None:
+        configs = per_source(config)
+        sessions = sum(model_sessions(c) for c in configs)
+        budget = ThreadBudget(config.threads, sessions=max(1, sessions))
+        registry = models or ModelRegistry()
+        self.pipelines: list[Pipeline] = []
+        try:
+            for single in configs:
+                self.pipelines.append(Pipeline(single, registry, budget))
+        except StreamvisionError:
+            for pipeline in self.pipelines:
+                pipeline.close()
+            raise
+        self.errors: dict[str, BaseException] = {}
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        for pipeline in self.pipelines:
+            pipeline.request_stop(reason)
+
+    def run(self, progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
+        """Runs every pipeline to its end and returns their summaries in source order.
+
+        A pipeline that fails is logged and recorded in :attr:`errors` (by source id); the others
+        go on. Call from the main thread.
+        """
+        summaries: dict[int, dict[str, Any]] = {}
+
+        def run_one(index: int, pipeline: Pipeline) -> None:
+            sid = pipeline.source.source_id
+            try:
+                summaries[index] = pipeline.run(progress)
+            except BaseException as exc:
+                self.errors[sid] = exc
+                log.error("source %s stopped: %s", sid, exc)
+                summaries[index] = {**pipeline.summary(), "error": str(exc)}
+
+        threads = [
+            threading.Thread(target=run_one, args=(i, p), name=f"sv-pipeline-{i}", daemon=True)
+            for i, p in enumerate(self.pipelines)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # short joins keep the main thread responsive to signals
+        return [summaries[i] for i in range(len(self.pipelines))]
+
+    @property
+    def sources(self) -> list[SourceConfig]:
+        return [p.config.source for p in self.pipelines]
