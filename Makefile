@@ -48,6 +48,7 @@ test-mediapipe: $(MP_STAMP)
 
 # Model conversion (extra `convert`: TensorFlow, tf2onnx) is tested in a virtualenv of its own, so the
 # runtime venv never carries TensorFlow. Its tests build tiny Keras / TFLite / TF.js models on the fly.
+# The training tests need TensorFlow too and share the `convert` marker, hence the `train` extra.
 CV_VENV ?= .venv-convert
 CV_BIN := $(CV_VENV)/bin
 CV_STAMP := $(CV_VENV)/.installed
@@ -55,7 +56,7 @@ CV_STAMP := $(CV_VENV)/.installed
 $(CV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(CV_VENV)
 	$(CV_BIN)/python -m pip install --quiet --upgrade pip
-	$(CV_BIN)/python -m pip install --quiet -e '.[convert,dev]'
+	$(CV_BIN)/python -m pip install --quiet -e '.[convert,train,dev]'
 	touch $(CV_STAMP)
 
 test-convert: $(CV_STAMP)

