@@ -248,3 +248,10 @@ def test_class_aware_tracks_do_not_jump_to_another_label(class_aware: bool) -> N
     person, bicycle = ids[3], ids[7]
     assert person >= 0 and bicycle >= 0
     assert (person != bicycle) == class_aware
+
+
+def test_a_missing_tracking_package_is_a_config_error() -> None:
+    from streamvision.stages.sv_adapter import require
+
+    with pytest.raises(ConfigError, match=r"the track stage needs the .no_such_pkg. package.*pip install"):
+        require("no_such_pkg", "track")

@@ -6,11 +6,29 @@ supervision (and roboflow's ``trackers``, which builds on it) is imported lazily
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
 
+from streamvision.errors import ConfigError
 from streamvision.frame import Detections
+
+
+def require(package: str, stage: str) -> None:
+    """Imports ``package`` (``supervision`` or ``trackers``) so a missing one fails when the stage is built.
+
+    Raises:
+        ConfigError: the package is not installed; the message says how to install it.
+    """
+    try:
+        importlib.import_module(package)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the {stage} stage needs the {package!r} package ({exc}); pip install streamvision "
+            f"brings it, or: pip install {package}"
+        ) from None
+
 
 ROW_KEY = "streamvision_row"
 """Name of the per-detection ``data`` array that remembers each box's row in the input."""

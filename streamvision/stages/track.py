@@ -11,7 +11,7 @@ from pydantic import Field
 from streamvision.errors import ConfigError
 from streamvision.frame import Detections, Frame
 from streamvision.stages.base import StageConfig, StageContext
-from streamvision.stages.sv_adapter import rows_of, to_supervision
+from streamvision.stages.sv_adapter import require, rows_of, to_supervision
 
 # trackers measures time in frames of a 30 FPS video; timestamps of index / 30 make one frame of
 # this source one tracker frame, so every setting below counts frames of the source.
@@ -65,12 +65,12 @@ class Tracker:
     moved on at their last velocity.
 
     Raises:
-        ConfigError: at :meth:`process`, when the result under ``on`` is not detections.
+        ConfigError: the ``trackers`` package is missing; at :meth:`process`, when the result
+            under ``on`` is not detections.
     """
 
     def __init__(self, config: TrackConfig, context: StageContext) -> None:
-        import trackers  # noqa: F401 - fail here, at build time, when the package is missing
-
+        require("trackers", "track")
         self.name = config.result_key
         self._config = config
         self._on = config.on

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from streamvision.errors import ConfigError
 from streamvision.frame import Detections, Frame, RegionCount, ZoneCounts
 from streamvision.stages.base import StageConfig, StageContext
-from streamvision.stages.sv_adapter import to_supervision
+from streamvision.stages.sv_adapter import require, to_supervision
 
 Anchor = Literal["bottom_center", "center", "corners"]
 Point = tuple[float, float]
@@ -185,11 +185,13 @@ class ZoneCounter:
     ``track`` stage must come first when there are lines.
 
     Raises:
-        ConfigError: at :meth:`process`, when ``on`` holds no detections, or lines are
+        ConfigError: the ``supervision`` package is missing; at :meth:`process`, when ``on``
+            holds no detections, or lines are
             configured and the detections carry no track ids.
     """
 
     def __init__(self, config: ZonesConfig, context: StageContext) -> None:
+        require("supervision", "zones")
         self.name = config.result_key
         self._config = config
         self._regions: list[_Zone | _Line] | None = None
