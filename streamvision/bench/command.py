@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +29,10 @@ def bench(
     compare: Annotated[
         str | None, typer.Option("--compare", help="Also run the face pipeline on this backend: mediapipe.")
     ] = None,
+    keras: Annotated[
+        list[Path] | None,
+        typer.Option("--keras", help="A Keras model (.keras, .h5) to time against ONNX Runtime; repeatable."),
+    ] = None,
 ) -> None:
     """Measure models, the pipeline and a sequential loop on the same clip, and print the ratios."""
     from streamvision.cli_errors import reported_errors
@@ -35,7 +40,7 @@ def bench(
     with reported_errors():
         base = load_config(config) if config is not None else default_config()
         pipeline_config = with_overrides(base, source=source)
-        report = run_bench(pipeline_config, repeat, runs, batch, live_fps, grid, compare)
+        report = run_bench(pipeline_config, repeat, runs, batch, live_fps, grid, compare, keras or ())
         from streamvision.bench.report import chart, markdown
 
         typer.echo(markdown(report))
@@ -54,10 +59,12 @@ def run_bench(
     live_fps: float,
     grid: bool,
     compare: str | None = None,
+    keras: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Runs every measurement and returns the report (see :func:`streamvision.bench.report.markdown`).
 
-    ``compare`` names a second face detection backend (``mediapipe``) to run the same pipeline on.
+    ``compare`` names a second face detection backend (``mediapipe``) to run the same pipeline on;
+    ``keras`` lists Keras models to time in Keras and in ONNX Runtime (needs the ``convert`` extra).
 
     Raises:
         StreamvisionError: a model, the source or the output fails; ``compare`` is unknown, the
@@ -87,6 +94,10 @@ def run_bench(
         "ort_settings": settings.as_dict(),
         "models": bench_models(registry, model_names, settings, runs, batch),
     }
+    if keras:
+        from streamvision.bench.keras import keras_vs_onnxruntime
+
+        report["keras"] = keras_vs_onnxruntime(list(keras), settings, runs)
     with tempfile.TemporaryDirectory(prefix="streamvision-bench-") as tmp:
         measured = with_video_output(config, Path(tmp) / "out.mp4")
         if compare is not None:

@@ -53,6 +53,18 @@ def _batched_key(row: dict[str, Any]) -> str | None:
     return next((k for k in row if k.startswith("batch_") and k.endswith("_ms") and k != "batch_1_ms"), None)
 
 
+def _keras_row(row: dict[str, Any]) -> list[Any]:
+    parity = row["parity_max_abs"]
+    return [
+        row["model"],
+        "x".join(map(str, row["input"])),
+        _ms(row["keras_ms"]),
+        _ms(row["onnxruntime_ms"]),
+        f"{row['ratio']:.1f}",
+        "-" if parity is None else f"{parity:.2g}",
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     machine = report["machine"]
@@ -95,6 +107,12 @@ def markdown(report: dict[str, Any]) -> str:
             for name in sequential[kind]
         ],
     )
+    if report.get("keras"):
+        lines += _table(
+            "Keras against ONNX Runtime (batch 1, ms p50 / p95)",
+            ["model", "input", "keras", "onnxruntime", "keras / onnxruntime", "parity max abs"],
+            [_keras_row(row) for row in report["keras"]],
+        )
     if report.get("live"):
         live = report["live"]
         lat = live["latency_ms"]
