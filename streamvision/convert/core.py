@@ -169,6 +169,8 @@ def convert_file(src: Path, out: Path, options: ConvertOptions | None = None) ->
         True
     """
     options = options or ConvertOptions()
+    if options.verify and options.image is not None and not options.image.is_file():
+        raise ConversionError(f"no such image: {options.image}")  # before a conversion that takes minutes
     _deps.onnx()
     result = finish(convert_source(src, options), options)
     try:
