@@ -21,7 +21,7 @@ def test_shipped_models_match_their_checksums(models: ModelRegistry) -> None:
 
 
 def test_unknown_and_tampered_models_are_errors(models: ModelRegistry, tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="unknown model 'nope'; known: .*blazeface_short"):
+    with pytest.raises(ModelError, match=r"unknown model 'nope'; known: .*blazeface_short"):
         models.get("nope")
     (tmp_path / "manifest.yaml").write_text((models.models_dir / "manifest.yaml").read_text())
     (tmp_path / models.get("blazeface_short").file).write_bytes(b"not a model")
