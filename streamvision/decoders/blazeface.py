@@ -7,6 +7,9 @@ Tensor contract, short-range model (128 x 128 input):
     scores: (1, 896, 1) float32 logits.
 Anchors: stride 8 on a 16 x 16 grid (2 per cell) then stride 16 on an 8 x 8 grid (6 per cell),
 centres at ((gx + 0.5) / g, (gy + 0.5) / g), all of unit size.
+
+Full-range model (192 x 192 input): the same tensors with 2304 anchors, one per cell of a 48 x 48
+grid (stride 4); regressors in 192-input pixels.
 """
 
 from __future__ import annotations
@@ -18,17 +21,28 @@ import numpy as np
 from streamvision.runtime.nms import nms, weighted_nms
 
 SHORT_RANGE_STRIDES = (8, 16, 16, 16)
+FULL_RANGE_STRIDES = (4,)
+ANCHOR_LAYOUTS: dict[str, tuple[tuple[int, ...], int]] = {
+    "blazeface_short": (SHORT_RANGE_STRIDES, 2),
+    "blazeface_full": (FULL_RANGE_STRIDES, 1),
+}
+"""Decoder name -> (strides, anchors per layer per cell), as MediaPipe configures each model."""
 NUM_KEYPOINTS = 6
 
 
-def anchor_centres(input_size: int, strides: tuple[int, ...] = SHORT_RANGE_STRIDES) -> np.ndarray:
+def anchor_centres(
+    input_size: int, strides: tuple[int, ...] = SHORT_RANGE_STRIDES, per_layer: int = 2
+) -> np.ndarray:
     """(A, 2) anchor centres in [0, 1] as MediaPipe's SsdAnchorsCalculator lays them out.
 
-    Consecutive layers with the same stride share one grid, with two anchors per layer per cell.
+    Consecutive layers with the same stride share one grid, with ``per_layer`` anchors per layer per
+    cell (2 for the short-range model, 1 for the full-range one).
 
     Example:
         >>> anchor_centres(128).shape
         (896, 2)
+        >>> anchor_centres(192, FULL_RANGE_STRIDES, 1).shape
+        (2304, 2)
     """
     centres = []
     layer = 0
@@ -36,7 +50,7 @@ def anchor_centres(input_size: int, strides: tuple[int, ...] = SHORT_RANGE_STRID
         stride = strides[layer]
         per_cell = 0
         while layer < len(strides) and strides[layer] == stride:
-            per_cell += 2
+            per_cell += per_layer
             layer += 1
         grid = input_size // stride
         ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
@@ -98,7 +112,7 @@ def decode_blazeface(
     xyxy = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
     keypoints = raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + centres[:, None, :]
     if blend:
-        return _blended(xyxy, probability[selected], keypoints, iou_threshold, max_faces)
+        return blend_overlapping(xyxy, probability[selected], keypoints, iou_threshold, max_faces)
     keep = nms(xyxy, probability[selected], iou_threshold, max_faces)
     return FaceBoxes(
         xyxy=xyxy[keep].astype(np.float32),
@@ -107,12 +121,14 @@ def decode_blazeface(
     )
 
 
-def _blended(
+def blend_overlapping(
     xyxy: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou_threshold: float, max_faces: int | None
 ) -> FaceBoxes:
+    """Weighted NMS for any face detector: each group of overlapping faces becomes the score-weighted
+    mean of its boxes and (N, K, 2) keypoints, with the score of its best member."""
     groups = weighted_nms(xyxy, scores, iou_threshold, max_faces)
     boxes = np.zeros((len(groups), 4), np.float32)
-    points = np.zeros((len(groups), NUM_KEYPOINTS, 2), np.float32)
+    points = np.zeros((len(groups), keypoints.shape[1], 2), np.float32)
     for i, group in enumerate(groups):
         weights = scores[group] / scores[group].sum()
         boxes[i] = weights @ xyxy[group]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (4,) x1y1x2y2 box against (N, 4) boxes."""
+def box_iou(box: np.ndarray, boxes: np.ndarray, min_area: bool = False) -> np.ndarray:
+    """IoU of one (4,) x1y1x2y2 box against (N, 4) boxes; with ``min_area``, the intersection over
+    the smaller of the two areas instead (MTCNN's last stage: a box inside another one overlaps it fully)."""
     x1 = np.maximum(box[0], boxes[:, 0])
     y1 = np.maximum(box[1], boxes[:, 1])
     x2 = np.minimum(box[2], boxes[:, 2])
@@ -14,11 +15,17 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    if min_area:
+        return inter / np.maximum(np.minimum(area, areas), 1e-9)
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 def nms(
-    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    max_keep: int | None = None,
+    min_area: bool = False,
 ) -> np.ndarray:
     """Greedy NMS: indices of the boxes kept, best score first.
 
@@ -27,6 +34,7 @@ def nms(
         scores: (N,).
         iou_threshold: a box overlapping a kept one by more than this is dropped.
         max_keep: stop after this many.
+        min_area: measure overlap as intersection over the smaller area (see :func:`box_iou`).
 
     Example:
         >>> b = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
@@ -41,7 +49,7 @@ def nms(
         if max_keep is not None and len(keep) >= max_keep:
             break
         rest = order[1:]
-        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
+        order = rest[box_iou(boxes[best], boxes[rest], min_area) <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 

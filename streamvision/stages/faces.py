@@ -1,4 +1,5 @@
-"""Face detection with BlazeFace on ONNX Runtime (or, with ``backend: mediapipe``, on MediaPipe)."""
+"""Face detection with BlazeFace (short or full range) or the MTCNN cascade on ONNX Runtime (or,
+with ``backend: mediapipe``, BlazeFace on MediaPipe)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,31 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streamvision.decoders.blazeface import anchor_centres, decode_blazeface
+from streamvision.decoders.blazeface import ANCHOR_LAYOUTS, anchor_centres, decode_blazeface
 from streamvision.errors import ModelError
 from streamvision.frame import Detections, Frame
 from streamvision.runtime.manifest import ModelSpec
 from streamvision.runtime.preprocess import letterbox, to_tensor
 from streamvision.stages.base import Stage, StageConfig, StageContext
 
-_DECODERS = frozenset({"blazeface_short"})
+_DECODERS = frozenset(ANCHOR_LAYOUTS)
+MTCNN = "mtcnn"
+"""The ``model`` name of the MTCNN cascade (manifest models mtcnn_pnet, mtcnn_rnet, mtcnn_onet)."""
+
+
+class MtcnnOptions(BaseModel):
+    """``mtcnn:`` settings of the cascade's first two networks (O-Net uses ``score_threshold``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_face: float = Field(20.0, ge=12.0, le=4096.0)
+    """The smallest face side in frame pixels that P-Net looks for; larger is faster."""
+    scale_factor: float = Field(0.709, gt=0.3, lt=0.95)
+    """Each pyramid level is this times the previous one."""
+    pnet_threshold: float = Field(0.6, gt=0.0, lt=1.0)
+    rnet_threshold: float = Field(0.7, gt=0.0, lt=1.0)
 
 
 class FaceDetectionConfig(StageConfig):
@@ -23,6 +39,8 @@ class FaceDetectionConfig(StageConfig):
 
     type: Literal["face_detection"] = "face_detection"
     model: str = "blazeface_short"
+    """blazeface_short (faces within ~2 m), blazeface_full (up to ~5 m) or mtcnn (the P/R/O-Net
+    cascade, with five landmarks)."""
     backend: Literal["onnxruntime", "mediapipe"] = "onnxruntime"
     """``mediapipe`` runs the tflite the model was converted from on MediaPipe Tasks (extra ``mediapipe``)."""
     tflite: Path | None = None
@@ -32,6 +50,8 @@ class FaceDetectionConfig(StageConfig):
     score_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     iou_threshold: float = Field(0.3, gt=0.0, le=1.0)
     max_faces: int = Field(20, ge=1)
+    mtcnn: MtcnnOptions | None = None
+    """``model: mtcnn`` only: the pyramid and the first two thresholds."""
 
     model_sessions: ClassVar[int] = 1
 
@@ -41,6 +61,10 @@ class FaceDetectionConfig(StageConfig):
             raise ValueError("the mediapipe backend always uses weighted NMS (nms: weighted)")
         if self.tflite is not None and self.backend != "mediapipe":
             raise ValueError("tflite is only used by backend: mediapipe")
+        if self.mtcnn is not None and self.model != MTCNN:
+            raise ValueError("mtcnn options are only used by model: mtcnn")
+        if self.model == MTCNN and self.backend != "onnxruntime":
+            raise ValueError("model: mtcnn runs on backend: onnxruntime only")
         return self
 
 
@@ -51,6 +75,10 @@ def build_face_detector(config: FaceDetectionConfig, context: StageContext) -> S
         ModelError: the model is unknown, invalid or not a BlazeFace face detector.
         StreamvisionError: ``backend: mediapipe`` without mediapipe installed (extra ``mediapipe``).
     """
+    if config.model == MTCNN:
+        from streamvision.stages.faces_mtcnn import MtcnnFaceDetector
+
+        return MtcnnFaceDetector(config, context)
     if config.backend == "mediapipe":
         from streamvision.stages.faces_mediapipe import MediaPipeFaceDetector
 
@@ -89,7 +117,8 @@ class FaceDetector:
         self._config = config
         self._spec = spec
         self._model = context.load_model(config.model)
-        self._anchors = anchor_centres(spec.input.size[0])
+        strides, per_layer = ANCHOR_LAYOUTS[spec.decoder]
+        self._anchors = anchor_centres(spec.input.size[0], strides, per_layer)
 
     def process(self, frame: Frame) -> Frame:
         spec = self._spec
