@@ -108,7 +108,9 @@ class Subscriber:
 class Receiver:
     """A webhook receiver on loopback that can be down (not listening) and brought up later.
 
-    Every POSTed body is kept (repeats included); ``refuse`` lists event ids answered with 400.
+    Every POSTed body is kept (repeats included); ``refuse`` lists event ids answered with 400;
+    ``hang_up`` lists event ids whose first delivery is kept but never answered (the connection is
+    dropped, as when a receiver crashes after storing an event).
     """
 
     def __init__(self, port: int) -> None:
@@ -116,6 +118,12 @@ class Receiver:
         self.url = f"http://127.0.0.1:{port}/hook"
         self.bodies: list[dict[str, Any]] = []
         self.refuse: set[str] = set()
+        self.hang_up: set[str] = set()
+        self.held = threading.Event()
+        """Set while a request is being held (see ``release``)."""
+        self.release = threading.Event()
+        self.release.set()
+        """Cleared: every request waits for it before it is answered (a receiver that hangs)."""
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -129,10 +137,18 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not receiver.release.is_set():
+                    receiver.held.set()
+                    receiver.release.wait(30)
                 refused = body["id"] in receiver.refuse or self.headers.get("Idempotency-Key") != body["id"]
                 if not refused:
                     with receiver._lock:
                         receiver.bodies.append(body)
+                if body["id"] in receiver.hang_up:
+                    receiver.hang_up.discard(body["id"])
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.send_response(HTTPStatus.BAD_REQUEST if refused else HTTPStatus.OK)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -147,6 +163,7 @@ class Receiver:
             return list(self.bodies)
 
     def stop(self) -> None:
+        self.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

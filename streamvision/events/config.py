@@ -36,9 +36,12 @@ class AppearRule(_RuleBase):
 
 
 class LeaveRule(_RuleBase):
-    """``object_left``: an object that had appeared is gone for ``debounce_frames`` frames."""
+    """``object_left``: an object that had appeared (seen ``debounce_frames`` frames in a row) is gone
+    for ``leave_frames`` frames."""
 
     type: Literal["leave"] = "leave"
+    leave_frames: int | None = Field(None, ge=1, le=10_000)
+    """Frames in a row an object must be missing before it left; ``debounce_frames`` by default."""
 
 
 class ZoneRule(_RuleBase):
@@ -51,6 +54,9 @@ class ZoneRule(_RuleBase):
     """The point of the box that must be inside: its centre, or the middle of its bottom edge (feet)."""
     enter: bool = True
     leave: bool = True
+    leave_frames: int | None = Field(None, ge=1, le=10_000)
+    """Frames in a row an object must be outside (or missing) before it left; ``debounce_frames`` by
+    default. Longer than ``debounce_frames`` rides out a detector that misses an object now and then."""
 
 
 class LineRule(_RuleBase):
@@ -134,7 +140,7 @@ class WebhookOutput(_OutputBase):
     type: Literal["webhook"] = "webhook"
     url: str
     spool: Path
-    """Folder for undelivered events (one file each, delivered oldest first)."""
+    """Folder for undelivered events (one file each, delivered oldest first); one run at a time uses it."""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(5.0, gt=0, le=300)
     backoff_initial: float = Field(0.5, gt=0, le=3600)
@@ -180,7 +186,8 @@ class SnapshotOutput(_OutputBase):
 
 class ClipOutput(_OutputBase):
     """An H.264 clip of ``before`` seconds (from a ring buffer) to ``after`` seconds around each event;
-    events during a clip extend it. Its path goes into the event (``clip``)."""
+    events during a clip extend it. Its path goes into the event (``clip``). The ring buffer holds
+    ``before`` seconds of annotated frames in memory."""
 
     type: Literal["clip"] = "clip"
     dir: Path
@@ -188,7 +195,8 @@ class ClipOutput(_OutputBase):
     after: float = Field(3.0, ge=0, le=600)
     types: tuple[str, ...] | None = None
     crf: int = Field(26, ge=0, le=51)
-    queue_size: int = Field(512, ge=1, le=100_000)
+    queue_size: int = Field(64, ge=1, le=100_000)
+    """Frames waiting for the encoder at most (each a full image in memory)."""
 
 
 OutputConfig = Annotated[

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from streamvision.redact import redact_url
 
@@ -27,7 +28,7 @@ EventType = Literal[
     "source_offline",
     "source_online",
 ]
-EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 EXTRA_KEYS = frozenset(
     {"direction", "name", "emotion", "count", "threshold", "duration_s", "reason", "reconnects", "offline_s"}
@@ -60,7 +61,8 @@ class Event:
         pts: its presentation time in seconds, when known.
         track_id: the tracked object's id; None for untracked objects and whole-frame events.
         class_name: the object's label (``class`` in JSON).
-        score: the detection's confidence.
+        score: the detection's confidence (the label's probability for person_recognized and
+            emotion_seen).
         box: x1, y1, x2, y2 in frame pixels.
         zone: the zone the event is about.
         line: the line the event is about.
@@ -92,7 +94,7 @@ class Event:
     line: str | None = None
     snapshot: str | None = None
     clip: str | None = None
-    extra: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if self.type not in EVENT_TYPES:

@@ -81,9 +81,11 @@ class Rule(Protocol):
 
 @dataclass
 class Debounced:
-    """A boolean that changes only after ``frames`` observations in a row disagree with it."""
+    """A boolean that changes only after ``frames`` observations in a row disagree with it
+    (``off_frames`` of them to turn false, when given)."""
 
     frames: int
+    off_frames: int | None = None
     state: bool = False
     pending: int = 0
     since: float | None = None
@@ -98,7 +100,8 @@ class Debounced:
         if self.pending == 0:
             self._pending_since = clock
         self.pending += 1
-        if self.pending < self.frames:
+        needed = self.off_frames if self.state and self.off_frames is not None else self.frames
+        if self.pending < needed:
             return False
         self.state, self.pending, self.since = observed, 0, self._pending_since
         return True
@@ -115,6 +118,8 @@ class Cooldown:
             previous = self.last.get(key)
             if previous is not None and clock - previous < self.seconds:
                 return False
+            if len(self.last) >= 1024:  # forget what has cooled down, so memory stays bounded
+                self.last = {k: t for k, t in self.last.items() if clock - t < self.seconds}
             self.last[key] = clock
         return True
 
@@ -167,6 +172,7 @@ class PresenceRule:
     ) -> None:
         self.name = name
         self._frames = config.debounce_frames
+        self._off_frames = getattr(config, "leave_frames", None)
         self._observe = observe
         self._on_true, self._on_false = events
         self._fields = fields
@@ -179,7 +185,7 @@ class PresenceRule:
         self._last.update(current)
         events = []
         for key in list(self._state.keys() | current.keys()):
-            state = self._state.setdefault(key, Debounced(self._frames))
+            state = self._state.setdefault(key, Debounced(self._frames, self._off_frames))
             if state.update(key in current, now.clock):
                 type_ = self._on_true if state.state else self._on_false
                 if type_ is not None and self._cooldown.allow((*key, type_), now.clock):

@@ -103,11 +103,13 @@ class EventsSink:
         for clip in self._clips:
             clip.observe(clock, frame, image)
         for event in self._engine.process(frame):
-            snapshot = next((p for s in self._snapshots if (p := s.claim(event))), None)
-            clip_path = next((p for c in self._clips if (p := c.claim(event, clock))), None)
-            event = event.with_paths(snapshot, clip_path)
-            for snapshots in self._snapshots:
-                snapshots.submit(event, image)
+            snapshots = [(channel, channel.claim(event)) for channel in self._snapshots]
+            clip_paths = [clip.claim(event, clock) for clip in self._clips]
+            first_snapshot = next((path for _, path in snapshots if path is not None), None)
+            event = event.with_paths(first_snapshot, next((p for p in clip_paths if p is not None), None))
+            for channel, path in snapshots:
+                if path is not None:
+                    channel.submit(path, event, image)
             for stream in self._inline:
                 stream.write_event(event)
             self._dispatch(event)

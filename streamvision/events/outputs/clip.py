@@ -78,7 +78,9 @@ class ClipChannel:
                 self._worker.submit(_End(self._recording))
                 self._recording = None
             else:
-                self._worker.submit(_Add(frame, image))
+                self._worker.submit(_Add(Frame(image, frame.source_id, frame.index, frame.pts, 0.0), image))
+        # Keep the drawn image only: the clip needs nothing else, and the raw image would double memory.
+        frame = Frame(image, frame.source_id, frame.index, frame.pts, frame.capture_time)
         self._ring.append((clock, frame, image))
         while self._ring and clock - self._ring[0][0] > self._config.before:
             self._ring.popleft()

@@ -32,7 +32,7 @@ class SnapshotChannel:
             config.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SinkError(f"cannot create snapshot folder {config.dir}: {exc.strerror or exc}") from None
-        self._worker: OutputWorker[tuple[Event, np.ndarray]] = OutputWorker(
+        self._worker: OutputWorker[tuple[Path, Event, np.ndarray]] = OutputWorker(
             name, _JpegWriter(config.quality), config.queue_size
         )
 
@@ -42,10 +42,9 @@ class SnapshotChannel:
             return None
         return str(self._config.dir / f"{event.id}.jpg")
 
-    def submit(self, event: Event, image: np.ndarray) -> None:
-        """Queues the snapshot of ``event`` (its ``snapshot`` path set by :meth:`claim`)."""
-        if event.snapshot is not None:
-            self._worker.submit((event, image))
+    def submit(self, path: str, event: Event, image: np.ndarray) -> None:
+        """Queues the snapshot of ``event`` to be written to ``path`` (from :meth:`claim`)."""
+        self._worker.submit((Path(path), event, image))
 
     def stats(self) -> dict[str, Any]:
         return self._worker.stats()
@@ -58,13 +57,13 @@ class _JpegWriter:
     def __init__(self, quality: int) -> None:
         self._quality = quality
 
-    def handle(self, item: tuple[Event, np.ndarray]) -> None:
+    def handle(self, item: tuple[Path, Event, np.ndarray]) -> None:
         """Writes one JPEG atomically (aside, then renamed).
 
         Raises:
             SinkError: encoding or writing failed.
         """
-        event, image = item
+        path, event, image = item
         scene = image.copy()
         if event.box is not None:
             x1, y1, x2, y2 = (round(v) for v in event.box)
@@ -73,9 +72,8 @@ class _JpegWriter:
         caption = " ".join(str(part) for part in (event.type, event.zone or event.line or "") if part)
         cv2.putText(scene, caption, (4, scene.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, HIGHLIGHT, 1)
         ok, jpeg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
-        if not ok or event.snapshot is None:
+        if not ok:
             raise SinkError(f"cannot encode the snapshot of event {event.id}")
-        path = Path(event.snapshot)
         aside = path.with_suffix(".tmp")
         try:
             aside.write_bytes(jpeg.tobytes())

@@ -7,6 +7,7 @@ the whole record or none of it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ class Spool:
     Thread-safe: one thread may :meth:`put` while another :meth:`peek`\\s and :meth:`remove`\\s.
 
     Raises:
-        SinkError: the folder cannot be created or a record cannot be written.
+        SinkError: the folder cannot be created, another run holds it, or a record cannot be written.
 
     Example:
         >>> import tempfile
@@ -36,7 +37,7 @@ class Spool:
         >>> spool.put({"id": "a"}); spool.put({"id": "b"})
         >>> seq, body = spool.peek(); json.loads(body)["id"], len(spool)
         ('a', 2)
-        >>> spool.remove(seq); len(Spool(spool.folder, 10))
+        >>> spool.remove(seq); spool.close(); len(Spool(spool.folder, 10))
         1
     """
 
@@ -47,6 +48,15 @@ class Spool:
         self._lock = threading.Lock()
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            self._lock_file = (folder / ".lock").open("w")  # held until close()
+        except OSError as exc:
+            raise SinkError(f"cannot use spool folder {folder}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            raise SinkError(f"spool folder {folder} is in use by another run") from None
+        try:
             for leftover in folder.glob("*.tmp"):
                 leftover.unlink()
             found = sorted(int(p.stem) for p in folder.glob(f"*{SUFFIX}") if p.stem.isdigit())
@@ -121,3 +131,7 @@ class Spool:
     def __len__(self) -> int:
         with self._lock:
             return len(self._pending)
+
+    def close(self) -> None:
+        """Lets another run use the folder. Safe to call twice."""
+        self._lock_file.close()

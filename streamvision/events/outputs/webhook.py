@@ -119,6 +119,7 @@ class WebhookChannel:
         self._wake.set()
         self._thread.join(self._config.timeout + 1.0)
         self._client.close()
+        self.spool.close()
         if len(self.spool):
             log.warning("webhook: %d events left in %s for the next run", len(self.spool), self.spool.folder)
 
