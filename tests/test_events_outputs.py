@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -215,3 +216,16 @@ def test_mqtt_last_will_says_offline_when_streamvision_dies(mosquitto: int) -> N
 def test_mqtt_output_rejects_a_bad_port(port: int) -> None:
     with pytest.raises(ValueError):
         MqttOutput(port=port)
+
+
+def test_a_spool_that_cannot_be_written_loses_events_it_counts_without_raising(
+    receiver: Receiver,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    channel = webhook(receiver.url, tmp_path / "spool", drain=0.0)
+    try:
+        shutil.rmtree(tmp_path / "spool")  # the folder is gone: no event file can be written
+        channel.submit(make_events(1)[0])
+    finally:
+        channel.close()
+    assert channel.stats()["failed"] == 1 and channel.stats()["backlog"] == 0

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
+from streamvision.errors import SinkError
 from streamvision.events.config import WebhookOutput
 from streamvision.events.event import Event
 from streamvision.events.outputs.spool import Spool
@@ -49,18 +50,22 @@ class WebhookChannel:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Condition()
-        self.submitted = self.delivered = self.retries = self.rejected = 0
+        self.submitted = self.delivered = self.retries = self.rejected = self.failed = 0
         self._thread = threading.Thread(target=self._run, name=f"sv-out-{name}", daemon=True)
         self._thread.start()
 
     def submit(self, event: Event) -> None:
-        """Spools ``event`` (a small file write on the caller's thread) and wakes the sender.
-
-        Raises:
-            SinkError: the spool cannot be written.
-        """
-        self.spool.put(event.to_record())
+        """Spools ``event`` (a small file write on the caller's thread) and wakes the sender. An event
+        the spool cannot take (disk full, folder gone) is logged and counted as failed, never raised:
+        the pipeline goes on."""
         self.submitted += 1
+        try:
+            self.spool.put(event.to_record())
+        except SinkError as exc:
+            self.failed += 1
+            if self.failed % 100 == 1:
+                log.error("webhook: event %s lost (%d so far): %s", event.id, self.failed, exc)
+            return
         self._wake.set()
 
     def _run(self) -> None:
@@ -129,6 +134,7 @@ class WebhookChannel:
             "delivered": self.delivered,
             "retries": self.retries,
             "rejected": self.rejected,
+            "failed": self.failed,
             "dropped": self.spool.dropped,
             "backlog": len(self.spool),
             "backlog_peak": self.spool.peak,
