@@ -279,3 +279,50 @@ def test_emotion_seen_from_the_real_emotion_classifier(astronaut: Path, tmp_path
     VALIDATOR.validate(event)
     assert event["type"] == "emotion_seen" and event["emotion"] == "happy" and event["class"] == "face"
     assert event["score"] > 0.9 and len(event["box"]) == 4
+
+
+@needs_mosquitto
+def test_a_stream_that_stalls_sends_status_events_and_flips_mqtt_availability(
+    sample_clip: Path,
+    mosquitto: int,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from tests.test_http_streams import MjpegServer
+
+    subscriber = Subscriber(mosquitto)
+    with MjpegServer(decode_all(sample_clip), tmp_path, stall_after=30) as server:
+        config = parse_config(
+            {
+                "source": {
+                    "uri": server.url(),
+                    "id": "door",
+                    "stall_timeout": 1.0,
+                    "reconnect": {"initial": 0.2},
+                },
+                "stages": [{"type": "face_detection"}],
+                "max_frames": 60,
+                "events": {
+                    "outputs": [
+                        {"type": "jsonl", "path": str(tmp_path / "events.jsonl")},
+                        {"type": "mqtt", "port": mosquitto},
+                    ]
+                },
+            }
+        )
+        summary = Pipeline(config).run()
+    events = read_lines(tmp_path / "events.jsonl")
+    for event in events:
+        VALIDATOR.validate(event)
+    assert [e["type"] for e in events] == ["source_online", "source_offline", "source_online"]
+    assert events[2]["reconnects"] == 1 and events[2]["offline_s"] > 0 and "no data" in events[1]["reason"]
+    assert summary["events_by_type"] == {"source_online": 2, "source_offline": 1}
+    topic = "streamvision/door/availability"
+    assert wait_for(lambda: subscriber.on(topic)[-1:] == [b"offline"])  # the run ended
+    flips = subscriber.on(topic)
+    subscriber.close()
+    assert [state for i, state in enumerate(flips) if i == 0 or flips[i - 1] != state] == [
+        b"online",
+        b"offline",
+        b"online",
+        b"offline",
+    ]
