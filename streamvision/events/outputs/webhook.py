@@ -20,6 +20,7 @@ from streamvision.errors import SinkError
 from streamvision.events.config import WebhookOutput
 from streamvision.events.event import Event
 from streamvision.events.outputs.spool import Spool
+from streamvision.redact import redact_url
 from streamvision.sources.reconnect import Backoff
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class WebhookChannel:
         self.name = name
         self._config = config
         self.spool = Spool(config.spool, config.max_spool)
+        self._shown_url = redact_url(config.url)  # for logs: no credentials
         self._client = httpx.Client(
             timeout=config.timeout, headers={"Content-Type": "application/json", **config.headers}
         )
@@ -100,16 +102,14 @@ class WebhookChannel:
                 self._config.url, content=body, headers={"Idempotency-Key": event_id}
             )
         except httpx.HTTPError as exc:
-            log.info("webhook %s: %s; retrying", self._config.url, exc)
+            log.info("webhook %s: %s; retrying", self._shown_url, redact_url(str(exc)))
             return "retry"
         if response.is_success:
             return "ok"
         if 400 <= response.status_code < 500 and response.status_code not in RETRYABLE:
-            log.error(
-                "webhook %s refused event %s: HTTP %d", self._config.url, event_id, response.status_code
-            )
+            log.error("webhook %s refused event %s: HTTP %d", self._shown_url, event_id, response.status_code)
             return "rejected"
-        log.info("webhook %s: HTTP %d; retrying", self._config.url, response.status_code)
+        log.info("webhook %s: HTTP %d; retrying", self._shown_url, response.status_code)
         return "retry"
 
     def close(self) -> None:
