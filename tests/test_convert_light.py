@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from streamvision.convert.checks import canonical_names, check_converted, order_outputs, unconverted_ops
-from streamvision.convert.parity import TensorSpec, check_parity, random_inputs
+from streamvision.convert.parity import TensorSpec, check_parity, image_input, random_inputs
 from streamvision.errors import ConversionError
 
 
@@ -109,3 +109,17 @@ def test_parity_compares_every_output_and_fails_above_tolerance() -> None:
 
     with pytest.raises(ConversionError, match=r"max abs difference .* \(output y\) > tolerance 1e-05"):
         check_parity(source, far, ["y"], samples, tolerance=1e-5)
+
+
+def test_a_real_image_becomes_the_input_the_spec_asks_for(astronaut: Path, tmp_path: Path) -> None:
+    grey = image_input(astronaut, TensorSpec("x", (None, 64, 64, 1), "float32"), "-1..1")
+    assert grey.shape == (1, 64, 64, 1) and grey.min() >= -1 and grey.max() <= 1 and grey.std() > 0.1
+    unit = image_input(astronaut, TensorSpec("x", (1, 32, 48, 3), "float32"), "0..1")
+    assert unit.shape == (1, 32, 48, 3) and unit.min() >= 0 and unit.max() <= 1
+    raw = image_input(astronaut, TensorSpec("x", (1, 192, 192, 3), "int32"), "-1..1")
+    assert raw.dtype == np.int32 and raw.max() > 200
+    with pytest.raises(ConversionError, match="NHWC image input"):
+        image_input(astronaut, TensorSpec("x", (1, 3, 64, 64), "float32"))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ConversionError, match="cannot read the image"):
+        image_input(tmp_path / "bad.png", TensorSpec("x", (1, 64, 64, 3), "float32"))

@@ -74,6 +74,8 @@ def random_inputs(specs: Sequence[TensorSpec], count: int = 3, seed: int = 0) ->
 def image_input(path: Path, spec: TensorSpec, value_range: ImageRange = "-1..1") -> np.ndarray:
     """A photo as an NHWC input for ``spec``: letterboxed, RGB (or grey for one channel), scaled.
 
+    Float inputs get ``value_range``; integer inputs get the raw 0..255 pixels.
+
     Raises:
         ConversionError: the file is not a readable image, or ``spec`` is not an NHWC image input
             with 1 or 3 channels.
@@ -96,6 +98,8 @@ def image_input(path: Path, spec: TensorSpec, value_range: ImageRange = "-1..1")
     else:
         pixels = cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB)
     x = pixels[None].astype(np.float32)
+    if not np.issubdtype(np.dtype(spec.dtype), np.floating):
+        return x.astype(spec.dtype)  # integer inputs take raw pixels, whatever the range says
     if value_range == "-1..1":
         x = x / np.float32(127.5) - np.float32(1)
     elif value_range == "0..1":
@@ -166,6 +170,8 @@ def check_parity(
         ConversionError: the source lacks an output, an output differs in shape, or the largest
             absolute difference exceeds ``tolerance`` (the message gives it and the output).
     """
+    if not samples:
+        raise ConversionError("parity check without inputs: give random samples or an image")
     per_output = dict.fromkeys(output_names, 0.0)
     for sample in samples:
         want = source(list(sample))
