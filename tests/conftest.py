@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Read once, when TensorFlow loads (test modules import it at collection): with oneDNN on, TensorFlow
+# itself drifts, which parity checks against ONNX Runtime would blame on the conversion.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from fractions import Fraction
 from pathlib import Path
 
