@@ -181,7 +181,10 @@ def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
     try:
         return PipelineConfig.model_validate({**raw, "stages": stages})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, origin)) from None
+        message = _describe(exc, origin)
+        if "source" in raw:  # name the key as the user wrote it, not the list it becomes
+            message = message.replace(f"{origin}: sources.0", f"{origin}: source", 1)
+        raise ConfigError(message) from None
 
 
 def _parse_stage(item: Any, where: str, origin: str) -> StageConfig:

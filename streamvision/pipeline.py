@@ -15,7 +15,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from streamvision.annotate import Annotator
 from streamvision.config import PipelineConfig
@@ -27,6 +30,7 @@ from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.session import ThreadBudget
 from streamvision.sinks.base import Sink, StatusSink
 from streamvision.sources import Source, open_source
+from streamvision.sources.base import PendingImage, as_image
 from streamvision.sources.reconnect import SourceStatus
 from streamvision.stages import Stage, StageContext, build_stage
 
@@ -39,6 +43,21 @@ JOIN_TIMEOUT_S = 1.5
 POLL_S = 0.1
 
 ProgressCallback = Callable[["Pipeline"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Captured:
+    """A frame as the capture thread queues it: a live source's image may still be unconverted, so
+    the frames the queue drops are never converted to BGR."""
+
+    image: np.ndarray | PendingImage
+    source_id: str
+    index: int
+    pts: float | None
+    capture_time: float
+
+    def frame(self) -> Frame:
+        return Frame(as_image(self.image), self.source_id, self.index, self.pts, self.capture_time)
 
 
 def model_sessions(config: PipelineConfig) -> int:
@@ -91,7 +110,7 @@ class Pipeline:
             on_failure.pop_all()
         self.threads_per_model = budget.per_session
         queue_size = config.source.queue_size
-        self._input: FrameQueue[Frame] = FrameQueue(queue_size, keep_newest=self.source.live)
+        self._input: FrameQueue[_Captured] = FrameQueue(queue_size, keep_newest=self.source.live)
         self._output: FrameQueue[Frame] = FrameQueue(queue_size, keep_newest=False)
         self._annotator = Annotator() if any(s.needs_annotation for s in self.sinks) else None
 
@@ -214,9 +233,9 @@ class Pipeline:
                     break
                 self.metrics.step_time("decode", time.monotonic() - started)
                 image, pts = item
-                frame = Frame(image, self.source.source_id, index, pts, time.monotonic())
+                captured = _Captured(image, self.source.source_id, index, pts, time.monotonic())
                 self.metrics.frame_in()
-                if not self._input.put(frame, self._stop):
+                if not self._input.put(captured, self._stop):
                     break
                 index += 1
         finally:
@@ -227,7 +246,7 @@ class Pipeline:
         try:
             while not self._stop.is_set():
                 try:
-                    frame = self._input.get(POLL_S)
+                    frame = self._input.get(POLL_S).frame()
                 except QueueTimeout:
                     continue
                 except QueueClosed:

@@ -68,3 +68,17 @@ def test_slow_stage_on_a_live_source_keeps_latency_bounded(sample_clip: Path, sl
     # a backlog would add ~67 ms per processed frame; bounded latency stays near 2-3 stage times
     assert last < first + 100, (first, last)
     assert np.percentile(latencies, 99) < 600
+
+
+def test_live_frames_are_converted_only_when_kept(sample_clip: Path) -> None:
+    from streamvision.sources import open_source
+    from streamvision.sources.base import as_image
+
+    played = open_source(str(sample_clip), realtime_fps=1000)
+    image, _ = played.read() or (None, None)
+    assert callable(image) and as_image(image).shape == (144, 176, 3)
+    played.close()
+    stored = open_source(str(sample_clip))
+    image, _ = stored.read() or (None, None)
+    assert isinstance(image, np.ndarray) and image.shape == (144, 176, 3)
+    stored.close()

@@ -11,6 +11,7 @@ from streamvision.config import OutputConfig, PipelineConfig
 from streamvision.frame import Detections, Frame
 from streamvision.metrics import PipelineMetrics
 from streamvision.pipeline import Pipeline
+from streamvision.sources.base import as_image
 
 
 def with_video_output(config: PipelineConfig, output: Path) -> PipelineConfig:
@@ -42,7 +43,7 @@ def run_sequential(config: PipelineConfig) -> dict[str, Any]:
             captured = time.monotonic()
             metrics.step_time("decode", captured - started)
             metrics.frame_in()
-            frame = Frame(item[0], source.source_id, index, item[1], captured)
+            frame = Frame(as_image(item[0]), source.source_id, index, item[1], captured)
             for stage in stages:
                 began = time.monotonic()
                 frame = stage.process(frame)

@@ -65,8 +65,9 @@ def open_source(
     sid = source_id or default_source_id(uri)
     if is_stream_url(uri):
         return _open_stream(uri, sid, network, on_status, stop)
-    source = _open(uri, sid)
-    if (realtime or realtime_fps) and not source.live:
+    played_live = bool(realtime or realtime_fps)
+    source = _open(uri, sid, defer_conversion=played_live)
+    if played_live and not source.live:
         from streamvision.sources.realtime import RealtimeSource
 
         rate = Fraction(realtime_fps).limit_denominator(1001) if realtime_fps else None
@@ -74,7 +75,7 @@ def open_source(
     return source
 
 
-def _open(uri: str, sid: str) -> Source:
+def _open(uri: str, sid: str, defer_conversion: bool) -> Source:
     from streamvision.sources.images import ImageSource, is_image_path
 
     if uri.isdigit():
@@ -86,7 +87,7 @@ def _open(uri: str, sid: str) -> Source:
         return ImageSource(uri, sid)
     from streamvision.sources.video import VideoSource
 
-    return VideoSource(uri, sid)
+    return VideoSource(uri, sid, defer_conversion=defer_conversion)
 
 
 def _open_stream(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Protocol
 
@@ -12,6 +13,15 @@ from streamvision.errors import SourceError
 
 class SourceStalled(SourceError):
     """A live source delivered no frame within its stall timeout (raised by :meth:`Source.read`)."""
+
+
+PendingImage = Callable[[], np.ndarray]
+"""Converts a decoded frame to a BGR array when called."""
+
+
+def as_image(image: np.ndarray | PendingImage) -> np.ndarray:
+    """The BGR array of what a source returned, converting it if it is still pending."""
+    return image if isinstance(image, np.ndarray) else image()
 
 
 class Source(Protocol):
@@ -34,8 +44,11 @@ class Source(Protocol):
         """Frames that could not be decoded or read and were skipped."""
         ...
 
-    def read(self) -> tuple[np.ndarray, float | None] | None:
+    def read(self) -> tuple[np.ndarray | PendingImage, float | None] | None:
         """Returns the next BGR image and its presentation time in seconds, or None at the end.
+
+        A live source may return the image as a :data:`PendingImage`: the decoded frame not yet
+        converted to BGR, so that frames the pipeline drops are never converted.
 
         Raises:
             SourceError: the source failed in a way that ends it.

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from streamvision.sources.base import Source
+from streamvision.sources.base import PendingImage, Source
 
 
 class RealtimeSource:
@@ -36,7 +36,7 @@ class RealtimeSource:
     def errors(self) -> int:
         return self.inner.errors
 
-    def read(self) -> tuple[np.ndarray, float | None] | None:
+    def read(self) -> tuple[np.ndarray | PendingImage, float | None] | None:
         """Returns the next frame once its time has come, or None at the end."""
         item = self.inner.read()
         if item is None:

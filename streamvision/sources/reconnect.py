@@ -21,7 +21,7 @@ import numpy as np
 
 from streamvision.errors import SourceError
 from streamvision.redact import redact_url
-from streamvision.sources.base import Source
+from streamvision.sources.base import PendingImage, Source
 
 if TYPE_CHECKING:
     from streamvision.config import ReconnectConfig
@@ -159,7 +159,7 @@ class ReconnectingSource:
     def online(self) -> bool:
         return self._inner is not None
 
-    def read(self) -> tuple[np.ndarray, float | None] | None:
+    def read(self) -> tuple[np.ndarray | PendingImage, float | None] | None:
         """Returns the next frame, reconnecting as often as the policy allows; None once stopped.
 
         Raises:

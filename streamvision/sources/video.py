@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import av
@@ -14,7 +15,7 @@ import numpy as np
 
 from streamvision.errors import SourceError
 from streamvision.redact import redact_url
-from streamvision.sources.base import SourceStalled
+from streamvision.sources.base import PendingImage, SourceStalled
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class VideoSource:
         transport: RTSP transport, ``tcp`` or ``udp`` (live only).
         open_timeout: seconds to connect and read the stream headers (live only).
         stall_timeout: a live stream with no frame for this long raises :class:`SourceStalled`.
+        defer_conversion: return frames as a :data:`PendingImage` (converted to BGR only when the
+            pipeline keeps them); the default is on for live streams, off for files.
 
     Raises:
         SourceError: the file is missing or empty, is not a video, or holds no video stream; a stream
@@ -65,9 +68,11 @@ class VideoSource:
         transport: str = "tcp",
         open_timeout: float = 10.0,
         stall_timeout: float = 10.0,
+        defer_conversion: bool | None = None,
     ) -> None:
         self.source_id = source_id
         self.live = live
+        self._defer_conversion = live if defer_conversion is None else defer_conversion
         self.errors = 0
         self._name = redact_url(uri)
         self._stall_timeout = stall_timeout
@@ -134,8 +139,8 @@ class VideoSource:
         level = logging.WARNING if self.errors == 1 or self.errors % 100 == 0 else logging.DEBUG
         log.log(level, "%s: skipped %s (%d skipped so far)", self.source_id, what, self.errors)
 
-    def read(self) -> tuple[np.ndarray, float | None] | None:
-        """Returns the next BGR frame and its time in seconds, or None at the end.
+    def read(self) -> tuple[np.ndarray | PendingImage, float | None] | None:
+        """Returns the next BGR frame (or a pending one) and its time in seconds, or None at the end.
 
         Raises:
             SourceStalled: a live stream sent no frame for ``stall_timeout`` seconds.
@@ -155,6 +160,8 @@ class VideoSource:
             reason = redact_url(exc.strerror or str(exc))
             raise SourceError(f"{self._name}: read failed: {reason}") from None
         self._decoded += 1
+        if self._defer_conversion:
+            return partial(frame.to_ndarray, format="bgr24"), frame.time
         return frame.to_ndarray(format="bgr24"), frame.time
 
     def close(self) -> None:
