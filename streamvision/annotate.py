@@ -1,4 +1,5 @@
-"""Drawing results onto frames: boxes with label and score, keypoints, classifier labels, an FPS overlay."""
+"""Drawing results onto frames: mask effects, boxes with label and score, keypoints, pose skeletons,
+classifier labels, an FPS overlay."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamvision.frame import Detections, Frame, Labels, RegionCount, ZoneCounts
+from streamvision.effects import apply_effect
+from streamvision.frame import Detections, Frame, Labels, Mask, Poses, RegionCount, ZoneCounts
 
 # A qualitative palette (BGR); a class keeps its colour across frames and runs.
 PALETTE = (
@@ -45,6 +47,10 @@ def track_color(track_id: int) -> tuple[int, int, int]:
     return PALETTE[(track_id * 7) % len(PALETTE)]
 
 
+POSE_MIN_SCORE = 0.3
+"""Pose keypoints less sure than this are not drawn, nor the skeleton edges that end in them."""
+
+
 class Annotator:
     """Draws every result of a frame (boxes with track ids, labels, zones and lines) and the FPS."""
 
@@ -55,6 +61,10 @@ class Annotator:
     def annotate(self, frame: Frame, fps: float | None = None) -> np.ndarray:
         """Returns a drawn copy of the frame's image; the frame itself is left untouched."""
         scene = frame.image.copy()
+        for result in frame.results.values():
+            # Effects first, so boxes and labels are drawn over a blurred or replaced background.
+            if isinstance(result, Mask) and result.effect is not None:
+                scene = apply_effect(scene, result.mask, result.effect)
         thickness = self.thickness or max(1, round(min(scene.shape[:2]) / 240))
         placed: dict[tuple[int, int], int] = {}
         for result in frame.results.values():
@@ -64,6 +74,8 @@ class Annotator:
         for result in frame.results.values():
             if isinstance(result, Detections):
                 self._draw_detections(scene, result, thickness)
+            elif isinstance(result, Poses):
+                _draw_poses(scene, result, thickness)
         lines: dict[tuple[str | None, int], int] = {}
         for result in frame.results.values():
             if isinstance(result, Labels):
@@ -116,6 +128,20 @@ class Annotator:
                 origin = (4, 4 + (line + 1) * step)
             text = f"{labels.class_name[i]} {labels.score[i]:.2f}"
             _label(scene, text, origin, color_for(int(labels.class_id[i])), thickness)
+
+
+def _draw_poses(scene: np.ndarray, poses: Poses, thickness: int) -> None:
+    """Each pose's skeleton (edges between sure keypoints) and its sure keypoints, in colours that
+    stay the same across frames."""
+    for i in range(len(poses)):
+        sure = poses.scores[i] >= POSE_MIN_SCORE
+        points = np.rint(poses.points[i]).astype(np.int32)
+        for a, b in poses.edges:
+            if sure[a] and sure[b]:
+                color = color_for(a + b)
+                cv2.line(scene, tuple(points[a]), tuple(points[b]), color, thickness + 1, cv2.LINE_AA)
+        for j in np.flatnonzero(sure):
+            cv2.circle(scene, tuple(points[j]), thickness + 2, (255, 255, 255), -1, cv2.LINE_AA)
 
 
 def _draw_region(

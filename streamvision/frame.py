@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from streamvision.effects import MaskEffect
 
 
 @dataclass(frozen=True)
@@ -271,3 +274,108 @@ class ZoneCounts:
     def to_records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per region."""
         return [region.to_record() for region in self.regions]
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A soft segmentation mask of one frame (one class, usually ``person``).
+
+    Attributes:
+        mask: (H, W) float32 in 0..1, in frame pixels: how sure the model is that each pixel
+            belongs to ``label``.
+        label: the segmented class.
+        threshold: pixels at or above it count as ``label`` (:meth:`binary`).
+        effect: what the annotator does with the mask on the output picture (see
+            :mod:`streamvision.effects`); None draws nothing.
+
+    Raises:
+        ValueError: the mask is not a 2-D float32 array.
+
+    Example:
+        >>> m = Mask(np.ones((2, 4), np.float32))
+        >>> m.to_records()
+        [{'label': 'person', 'area': 1.0, 'box': [0, 0, 4, 2]}]
+    """
+
+    mask: np.ndarray
+    label: str = "person"
+    threshold: float = 0.5
+    effect: MaskEffect | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask.ndim != 2 or self.mask.dtype != np.float32:
+            raise ValueError(f"mask must be a 2-D float32 array, got {self.mask.dtype} {self.mask.shape}")
+
+    def binary(self) -> np.ndarray:
+        """(H, W) bool: the pixels of ``label``."""
+        return self.mask >= self.threshold
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict: the label, the fraction of the frame it covers, and its bounding box
+        (x1, y1, x2, y2 in frame pixels; absent when the mask is empty)."""
+        binary = self.binary()
+        record: dict[str, Any] = {"label": self.label, "area": round(float(binary.mean()), 4)}
+        ys, xs = np.nonzero(binary)
+        if len(xs):
+            record["box"] = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+        return [record]
+
+
+@dataclass(frozen=True)
+class Poses:
+    """Body keypoints of one or more people, as parallel arrays (one row per person).
+
+    Attributes:
+        points: (N, K, 2) float32 x, y in frame pixels.
+        scores: (N, K) float32 confidence of each point, 0..1.
+        names: the K keypoint names.
+        edges: pairs of keypoint indices that form the skeleton.
+        detection: (N,) int32 row of each pose in the detections named ``on``; -1 for a pose found
+            on the whole frame.
+        on: result key of the detections the poses belong to; None for whole-frame poses.
+
+    Raises:
+        ValueError: the arrays disagree in shape.
+    """
+
+    points: np.ndarray
+    scores: np.ndarray
+    names: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...]
+    detection: np.ndarray
+    on: str | None = None
+
+    def __post_init__(self) -> None:
+        n, k = len(self.points), len(self.names)
+        if self.points.shape != (n, k, 2):
+            raise ValueError(f"points must have shape (N, {k}, 2), got {self.points.shape}")
+        if self.scores.shape != (n, k):
+            raise ValueError(f"scores must have shape ({n}, {k}), got {self.scores.shape}")
+        if self.detection.shape != (n,):
+            raise ValueError(f"detection must have shape ({n},), got {self.detection.shape}")
+        if any(not (0 <= a < k and 0 <= b < k) for a, b in self.edges):
+            raise ValueError(f"edges must index the {k} keypoints")
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per pose: the detection it belongs to and each named point with its score."""
+        records = []
+        for i in range(len(self)):
+            index = int(self.detection[i])
+            records.append(
+                {
+                    "on": self.on,
+                    "detection": None if index < 0 else index,
+                    "keypoints": {
+                        name: [
+                            round(float(self.points[i, j, 0]), 1),
+                            round(float(self.points[i, j, 1]), 1),
+                            round(float(self.scores[i, j]), 3),
+                        ]
+                        for j, name in enumerate(self.names)
+                    },
+                }
+            )
+        return records

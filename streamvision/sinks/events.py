@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from streamvision.errors import SinkError
-from streamvision.frame import Detections, Frame, Labels, ZoneCounts
+from streamvision.frame import Detections, Frame, Labels, Mask, Poses, ZoneCounts
 from streamvision.sources.reconnect import SourceStatus
 
 if TYPE_CHECKING:
@@ -19,14 +19,15 @@ if TYPE_CHECKING:
 
 
 def frame_event(frame: Frame) -> dict[str, Any]:
-    """The JSON-ready event for one frame: its identity and every stage's detections and labels.
+    """The JSON-ready event for one frame: its identity and every stage's detections, labels, zone
+    counts, masks (label, area, box) and poses.
 
     Labels name the detections they belong to: ``on`` (a stage) and ``detection`` (a row in it).
     """
     results = {
         name: result.to_records()
         for name, result in frame.results.items()
-        if isinstance(result, (Detections, Labels, ZoneCounts))
+        if isinstance(result, (Detections, Labels, ZoneCounts, Mask, Poses))
     }
     return {
         "type": "frame",

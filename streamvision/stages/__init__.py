@@ -7,6 +7,8 @@ from streamvision.stages.base import Stage, StageConfig, StageContext, StageFact
 from streamvision.stages.classify import Classifier, ClassifyConfig
 from streamvision.stages.faces import FaceDetectionConfig, build_face_detector
 from streamvision.stages.objects import ObjectDetectionConfig, ObjectDetector
+from streamvision.stages.pose import PoseConfig, PoseEstimator
+from streamvision.stages.segment import SegmentConfig, Segmenter
 from streamvision.stages.track import TrackConfig, Tracker
 from streamvision.stages.zones import ZoneCounter, ZonesConfig
 
@@ -16,6 +18,8 @@ STAGES: dict[str, tuple[type[StageConfig], StageFactory]] = {
     "track": (TrackConfig, Tracker),
     "zones": (ZonesConfig, ZoneCounter),
     "classify": (ClassifyConfig, Classifier),
+    "segment": (SegmentConfig, Segmenter),
+    "pose": (PoseConfig, PoseEstimator),
 }
 
 __all__ = ["STAGES", "Stage", "StageConfig", "StageContext", "build_stage", "stage_config_class"]
