@@ -220,6 +220,10 @@ from streamvision.models_command import models_app  # noqa: E402 - registered af
 
 app.add_typer(models_app, name="models")
 
+from streamvision.faces_command import faces_app  # noqa: E402 - registered after the app exists
+
+app.add_typer(faces_app, name="faces")
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -8,6 +8,7 @@ from streamvision.stages.classify import Classifier, ClassifyConfig
 from streamvision.stages.faces import FaceDetectionConfig, build_face_detector
 from streamvision.stages.objects import ObjectDetectionConfig, ObjectDetector
 from streamvision.stages.pose import PoseConfig, PoseEstimator
+from streamvision.stages.recognize import RecognizeConfig, Recognizer
 from streamvision.stages.segment import SegmentConfig, Segmenter
 from streamvision.stages.track import TrackConfig, Tracker
 from streamvision.stages.zones import ZoneCounter, ZonesConfig
@@ -19,6 +20,7 @@ STAGES: dict[str, tuple[type[StageConfig], StageFactory]] = {
     "zones": (ZonesConfig, ZoneCounter),
     "classify": (ClassifyConfig, Classifier),
     "segment": (SegmentConfig, Segmenter),
+    "recognize": (RecognizeConfig, Recognizer),
     "pose": (PoseConfig, PoseEstimator),
 }
 
