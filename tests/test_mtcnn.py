@@ -114,6 +114,8 @@ def test_astronaut_face_is_found_where_it_is(astronaut: Path, tmp_path: Path, fa
 def test_mtcnn_finds_a_face_in_nearly_every_frame_of_the_sample_clip(
     sample_clip: Path, tmp_path: Path
 ) -> None:
-    frames = _faces(sample_clip, tmp_path / "events.jsonl", model="mtcnn", mtcnn=MtcnnOptions(min_face=24))
+    frames = _faces(sample_clip, tmp_path / "events.jsonl", model="mtcnn")
     assert len(frames) == 120
     assert sum(1 for faces in frames if faces) >= 0.9 * len(frames)
+    larger = _faces(sample_clip, tmp_path / "larger.jsonl", model="mtcnn", mtcnn=MtcnnOptions(min_face=40))
+    assert sum(1 for faces in larger if faces) >= 0.9 * len(larger)  # the caller's face is larger than 40 px

@@ -115,12 +115,15 @@ def test_astronaut_is_recognized_in_a_shifted_scaled_crop(
         "  - {type: face_detection}\n"
         f"  - {{type: recognize, gallery: {gallery_file}, name: who}}\n"
         f"outputs: {{events: {events}}}\n"
+        "events:\n"
+        "  rules: [{type: recognized, labels: who, debounce_frames: 1}]\n"
     )
     Pipeline(load_config(tmp_path / "who.yaml")).run()
-    results = json.loads(events.read_text())["results"]
-    (who,) = results["who"]
+    frame_line, *rule_lines = (json.loads(line) for line in events.read_text().splitlines())
+    (who,) = frame_line["results"]["who"]
     assert who["on"] == "face_detection" and who["detection"] == 0
     assert who["label"] == "eileen" and who["score"] >= 0.9, who
+    assert [(e["type"], e["name"]) for e in rule_lines] == [("person_recognized", "eileen")], rule_lines
 
 
 def test_no_lfw_face_matches_the_astronaut(gallery_file: Path) -> None:
