@@ -45,7 +45,9 @@ class SourceConfig(_Strict):
 
     uri: str
     id: str | None = None
-    queue_size: int = Field(8, ge=1, le=1024)
+    queue_size: int | None = Field(None, ge=1, le=1024)
+    """Frames buffered between capture and the stages; by default 8 for files and 2 for live sources,
+    whose latency grows with every frame waiting."""
     realtime: bool = False
     """Play a file at its own frame rate as a live source (frames are dropped when processing lags)."""
     realtime_fps: float | None = Field(None, gt=0, le=1000)
