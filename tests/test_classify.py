@@ -236,29 +236,3 @@ def test_emotion_on_the_astronaut_face_from_a_yaml_config(astronaut: Path, tmp_p
     assert emotion["on"] == "face_detection" and emotion["detection"] == 0
     assert emotion["label"] == "happy" and emotion["score"] > 0.9, emotion
     assert face["label"] == "face"
-
-
-def test_shipped_emotion_config_labels_the_faces_of_the_sample_clip(
-    sample_clip: Path, tmp_path: Path
-) -> None:
-    from streamvision.config import load_config
-
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "emotion.yaml")
-    events = tmp_path / "events.jsonl"
-    config = config.model_copy(
-        update={
-            "sources": [SourceConfig(uri=str(sample_clip))],
-            "outputs": OutputConfig(events=str(events), video=tmp_path / "emotion.mp4"),
-            "max_frames": 30,
-        }
-    )
-    summary = Pipeline(config).run()
-    assert summary["frames_out"] == 30 and set(summary["stage_ms"]) == {"face_detection", "emotion"}
-    for line in events.read_text().splitlines():
-        results = json.loads(line)["results"]
-        faces, emotions = results["face_detection"], results["emotion"]
-        assert [e["detection"] for e in emotions] == list(range(len(faces)))
-        assert all(
-            e["label"] in {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
-            for e in emotions
-        )
