@@ -60,3 +60,24 @@ def test_bench_command_writes_json_markdown_and_chart(tmp_path: Path, sample_cli
     assert report["ratios"]["pipeline_fps"] > 0 and "live" not in report
     chart = cv2.imread(str(tmp_path / "b.png"))
     assert chart is not None and chart.shape[0] > 200 and chart.std() > 10
+
+
+def test_models_come_from_each_stages_manifest(tmp_path: Path, models) -> None:
+    from streamvision.bench.command import stage_models
+    from streamvision.config import parse_config
+
+    folder = str(models.models_dir)
+    config = parse_config(
+        {
+            "source": "clip.mp4",
+            "stages": [
+                {"type": "face_detection"},
+                {"type": "classify", "model": "fer_emotion", "on": "face_detection", "models": folder},
+                {"type": "classify", "model": "fer_emotion", "on": "face_detection", "name": "again",
+                 "models": folder},
+            ],
+        }
+    )  # fmt: skip
+    found = stage_models(config)
+    assert [name for _, name in found] == ["blazeface_short", "fer_emotion"]
+    assert found[1][0].models_dir == models.models_dir

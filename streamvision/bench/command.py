@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from streamvision.config import PipelineConfig, default_config, load_config, with_overrides
+from streamvision.runtime.manifest import ModelRegistry
 
 
 def bench(
@@ -75,11 +76,10 @@ def run_bench(
     from streamvision.bench.loops import run_live, run_pipeline, run_sequential, with_video_output
     from streamvision.bench.models import bench_models, bench_settings
     from streamvision.bench.report import ratios
-    from streamvision.runtime.manifest import ModelRegistry
     from streamvision.runtime.session import OrtSettings, ThreadBudget
 
-    registry = ModelRegistry()
-    model_names = list(dict.fromkeys(m for stage in config.stages if (m := getattr(stage, "model", None))))
+    models = stage_models(config)
+    model_names = [name for _, name in models]
     settings = OrtSettings(
         intra_op_threads=ThreadBudget(config.threads, max(1, len(model_names))).per_session
     )
@@ -92,7 +92,7 @@ def run_bench(
             "onnxruntime": ort.__version__,
         },
         "ort_settings": settings.as_dict(),
-        "models": bench_models(registry, model_names, settings, runs, batch),
+        "models": bench_models(models, settings, runs, batch),
     }
     if keras:
         from streamvision.bench.keras import keras_vs_onnxruntime
@@ -112,8 +112,8 @@ def run_bench(
         report["ratios"] = ratios(report["pipeline"], report["sequential"])
         if live_fps > 0:
             report["live"] = run_live(measured, live_fps)
-        if grid and model_names:
-            first = model_names[0]
+        if grid and models:
+            registry, first = models[0]
             report["settings_grid"] = bench_settings(registry.verify(first), registry.get(first).input, runs)
             report["threads"] = [
                 {"threads": n, "fps": _median([run_pipeline(measured.model_copy(update={"threads": n}))
@@ -121,6 +121,19 @@ def run_bench(
                 for n in range(1, (os.cpu_count() or 1) + 1)
             ]  # fmt: skip
     return report
+
+
+def stage_models(config: PipelineConfig) -> list[tuple[ModelRegistry, str]]:
+    """Each model the stages use, once, with the manifest it comes from (a stage's ``models:`` folder,
+    or the packaged one)."""
+    packaged = ModelRegistry()
+    found: dict[tuple[Path | None, str], tuple[ModelRegistry, str]] = {}
+    for stage in config.stages:
+        name = getattr(stage, "model", None)
+        if name:
+            folder = getattr(stage, "models", None)
+            found.setdefault((folder, name), (ModelRegistry(folder) if folder else packaged, name))
+    return list(found.values())
 
 
 def _median(summaries: list[dict[str, Any]]) -> dict[str, Any]:

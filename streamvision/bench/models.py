@@ -53,11 +53,11 @@ def time_model(model: OnnxModel, feeds: dict[str, np.ndarray], runs: int, warmup
 
 
 def bench_models(
-    registry: ModelRegistry, names: list[str], settings: OrtSettings, runs: int, batch: int
+    models: list[tuple[ModelRegistry, str]], settings: OrtSettings, runs: int, batch: int
 ) -> list[dict[str, Any]]:
     """Batch-1 latency of each model, and batch-``batch`` latency where the batch size is free."""
     rows = []
-    for name in names:
+    for registry, name in models:
         spec = registry.get(name)
         model = OnnxModel(registry.verify(name), settings.intra_op_threads, settings)
         row: dict[str, Any] = {
