@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,6 +125,12 @@ class PipelineConfig(_Strict):
     def source(self) -> SourceConfig:
         """The first (for a single-source pipeline, the only) source."""
         return self.sources[0]
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> PipelineConfig:
+        """As pydantic's, with ``source`` in ``update`` standing for a list of one, as in the YAML."""
+        if update is not None and "source" in update:
+            update = {**{k: v for k, v in update.items() if k != "source"}, "sources": [update["source"]]}
+        return super().model_copy(update=update, deep=deep)
 
     @model_validator(mode="after")
     def _unique_source_ids(self) -> PipelineConfig:

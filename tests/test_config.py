@@ -73,3 +73,10 @@ def test_command_line_overrides_the_file() -> None:
     assert config.outputs.events == "-"
     assert config.outputs.video == default_config().outputs.video
     assert config.max_frames == 5
+
+
+def test_copy_with_source_replaces_the_only_source() -> None:
+    from streamvision.config import SourceConfig
+
+    config = default_config().model_copy(update={"source": SourceConfig(uri="other.mp4")})
+    assert [s.uri for s in config.sources] == ["other.mp4"] and config.source.uri == "other.mp4"
