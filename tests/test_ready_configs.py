@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,12 @@ def test_rtsp_surveillance_config_on_bikes(tmp_path: Path) -> None:
         "60",
     ]
     args += ["-o", str(tmp_path / "out.mp4"), "--events", str(events), "--report", str(report)]
-    result = CliRunner().invoke(app, args)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:  # `run` installs its own stop handlers; later tests get pytest's back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert result.exit_code == 0, result.output
     summary = json.loads(report.read_text())
     assert summary["frames_out"] == 60
