@@ -57,6 +57,10 @@ def run(
         int | None,
         typer.Option("--preview", min=0, max=65535, help="Serve a live preview page on this port."),
     ] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option("--decoder", help="Output decoder of the object_detection stages (yolov8, ssd, ...)."),
+    ] = None,
 ) -> None:
     """Run a pipeline. With no source and no config: faces on the bundled sample clip."""
     with reported_errors():
@@ -73,6 +77,7 @@ def run(
             report=report,
             preview=preview,
             max_frames=max_frames,
+            decoder=decoder,
         )
         console = Console(stderr=pipeline_config.outputs.events == "-")
         if len(pipeline_config.sources) > 1:

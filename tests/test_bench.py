@@ -11,11 +11,11 @@ import cv2
 
 from streamvision.bench.command import run_bench
 from streamvision.bench.report import markdown, ratios, thread_ms
-from streamvision.config import default_config
+from streamvision.config import faces_config
 
 
 def test_bench_measures_every_part_in_one_run() -> None:
-    config = default_config().model_copy(update={"max_frames": 40})
+    config = faces_config().model_copy(update={"max_frames": 40})
     report = run_bench(config, repeat=1, runs=10, batch=4, live_fps=60, grid=False)
 
     (model,) = report["models"]

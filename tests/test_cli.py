@@ -38,9 +38,11 @@ def test_default_run_writes_a_playable_annotated_mp4_and_a_summary(tmp_path: Pat
     output = tmp_path / "streamvision-output.mp4"
     with av.open(str(output)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
-    assert count_frames(output) == 120
+    assert count_frames(output) == 250  # the bundled street clip, objects tracked
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["frames_out"] == 120 and report["fps_out"] > 0 and report["detections"] >= 114
+    assert report["source"] == "bikes" and report["frames_out"] == 250 and report["fps_out"] > 0
+    assert set(report["stage_ms"]) == {"object_detection", "track", "zones"}
+    assert report["detections"] > 250
 
 
 def test_events_to_stdout_keep_stdout_clean(tmp_path: Path, sample_clip: Path) -> None:

@@ -80,3 +80,13 @@ def test_copy_with_source_replaces_the_only_source() -> None:
 
     config = default_config().model_copy(update={"source": SourceConfig(uri="other.mp4")})
     assert [s.uri for s in config.sources] == ["other.mp4"] and config.source.uri == "other.mp4"
+
+
+def test_decoder_override_applies_to_object_detection_stages() -> None:
+    config = with_overrides(default_config(), decoder="centernet")
+    assert [getattr(s, "decoder", None) for s in config.stages] == ["centernet", None, None]
+    with pytest.raises(ConfigError, match="unknown decoder 'yolo9'"):
+        with_overrides(default_config(), decoder="yolo9")
+    faces = parse_config({"source": "a.mp4", "stages": [{"type": "face_detection"}]})
+    with pytest.raises(ConfigError, match="no object_detection stage"):
+        with_overrides(faces, decoder="yolov8")

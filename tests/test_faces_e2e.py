@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from streamvision.config import OutputConfig, PipelineConfig, SourceConfig, default_config
+from streamvision.config import OutputConfig, PipelineConfig, SourceConfig, faces_config
 from streamvision.frame import Detections
 from streamvision.pipeline import Pipeline
 from streamvision.runtime.nms import box_iou
@@ -52,7 +52,7 @@ def test_bundled_clip_has_a_face_in_nearly_every_frame(sample_clip: Path, tmp_pa
 
 def test_frames_carry_identity_and_timestamps(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    config = default_config().model_copy(
+    config = faces_config().model_copy(
         update={"outputs": OutputConfig(events=str(events)), "max_frames": 5}
     )
     summary = Pipeline(config).run()

@@ -146,9 +146,9 @@ def test_tflite_must_exist_and_match_the_manifest(tmp_path: Path) -> None:
 def test_bench_compare_runs_both_backends_on_the_same_clip() -> None:
     from streamvision.bench.command import run_bench
     from streamvision.bench.report import markdown
-    from streamvision.config import default_config
+    from streamvision.config import faces_config
 
-    config = default_config().model_copy(update={"max_frames": 30})
+    config = faces_config().model_copy(update={"max_frames": 30})
     report = run_bench(config, repeat=1, runs=10, batch=1, live_fps=0, grid=False, compare="mediapipe")
 
     compare = report["compare"]

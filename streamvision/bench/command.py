@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streamvision.config import PipelineConfig, default_config, load_config, with_overrides
+from streamvision.config import PipelineConfig, faces_config, load_config, with_overrides
 from streamvision.runtime.manifest import ModelRegistry
 
 
@@ -39,7 +39,7 @@ def bench(
     from streamvision.cli_errors import reported_errors
 
     with reported_errors():
-        base = load_config(config) if config is not None else default_config()
+        base = load_config(config) if config is not None else faces_config()
         pipeline_config = with_overrides(base, source=source)
         report = run_bench(pipeline_config, repeat, runs, batch, live_fps, grid, compare, keras or ())
         from streamvision.bench.report import chart, markdown
