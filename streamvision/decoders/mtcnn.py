@@ -31,7 +31,7 @@ def pyramid_scales(width: int, height: int, min_face: float, factor: float = 0.7
 
     Example:
         >>> pyramid_scales(100, 60, 20).round(3).tolist()
-        [0.6, 0.425, 0.302]
+        [0.6, 0.425, 0.302, 0.214]
     """
     if min_face < 1 or not 0 < factor < 1:
         raise ValueError(f"need min_face >= 1 and 0 < factor < 1, got {min_face}, {factor}")
