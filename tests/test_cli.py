@@ -150,3 +150,17 @@ def test_interrupt_finalizes_outputs_within_two_seconds(tmp_path: Path, long_cli
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert len(lines) == report["frames_out"]
     assert count_frames(output) == report["frames_out"]
+
+
+def test_show_without_a_display_is_a_clear_error(sample_clip: Path) -> None:
+    env = {k: v for k, v in ENV.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run(
+        [sys.executable, "-m", "streamvision", "run", "--source", str(sample_clip), "--show",
+         "--max-frames", "3"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "error: --show needs a display (DISPLAY is not set); write a video with --output instead"
+    )

@@ -52,9 +52,7 @@ def test_bundled_clip_has_a_face_in_nearly_every_frame(sample_clip: Path, tmp_pa
 
 def test_frames_carry_identity_and_timestamps(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    config = faces_config().model_copy(
-        update={"outputs": OutputConfig(events=str(events)), "max_frames": 5}
-    )
+    config = faces_config().model_copy(update={"outputs": OutputConfig(events=str(events)), "max_frames": 5})
     summary = Pipeline(config).run()
     assert summary["frames_out"] == 5 and summary["source"] == "sample"
     assert set(summary["stage_ms"]) == {"face_detection"}

@@ -3,15 +3,12 @@ rule event."""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamvision.errors import SinkError
 from streamvision.frame import Detections, Frame, Labels, Mask, Poses, ZoneCounts
+from streamvision.sinks.jsonlines import JsonLinesStream
 from streamvision.sources.reconnect import SourceStatus
 
 if TYPE_CHECKING:
@@ -53,15 +50,7 @@ class JsonLinesSink:
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self._owns_stream = target != "-"
-        try:
-            self._stream: TextIO = (
-                Path(target).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-                if self._owns_stream
-                else sys.stdout
-            )
-        except OSError as exc:
-            raise SinkError(f"cannot open events file {target}: {exc.strerror or exc}") from None
+        self._stream = JsonLinesStream(target)
 
     def write(self, frame: Frame, annotated: np.ndarray | None) -> None:
         self._write_line(frame_event(frame))
@@ -74,12 +63,7 @@ class JsonLinesSink:
         self._write_line(event.to_record())
 
     def _write_line(self, record: dict[str, Any]) -> None:
-        try:
-            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-            self._stream.flush()
-        except OSError as exc:
-            raise SinkError(f"writing events to {self.target} failed: {exc}") from exc
+        self._stream.write(record)
 
     def close(self) -> None:
-        if self._owns_stream and not self._stream.closed:
-            self._stream.close()
+        self._stream.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 
 import cv2
@@ -26,6 +28,13 @@ class WindowSink:
     needs_annotation = True
 
     def __init__(self, on_quit: Callable[[], None], title: str = "streamvision") -> None:
+        if sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        ):
+            # Checked here: without a display, OpenCV's Qt aborts the whole process on the first frame.
+            raise SinkError(
+                "--show needs a display (DISPLAY is not set); write a video with --output instead"
+            )
         self._on_quit = on_quit
         self._title = title
         self._open = False
