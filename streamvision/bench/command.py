@@ -104,10 +104,13 @@ def run_bench(
             from streamvision.bench.compare import compare_backends
 
             report["compare"] = compare_backends(measured, compare, repeat)
+        # A plain loop gets ONNX Runtime's own default, a thread per core, unless threads were set.
+        plain = measured if config.threads else measured.model_copy(update={"threads": os.cpu_count() or 1})
+        report["sequential_threads"] = plain.threads
         pipelines, loops = [], []
         for _ in range(repeat):
             pipelines.append(run_pipeline(measured))
-            loops.append(run_sequential(measured))
+            loops.append(run_sequential(plain))
         report["pipeline"], report["sequential"] = _median(pipelines), _median(loops)
         report["ratios"] = ratios(report["pipeline"], report["sequential"])
         if live_fps > 0:
@@ -115,11 +118,7 @@ def run_bench(
         if grid and models:
             registry, first = models[0]
             report["settings_grid"] = bench_settings(registry.verify(first), registry.get(first).input, runs)
-            report["threads"] = [
-                {"threads": n, "fps": _median([run_pipeline(measured.model_copy(update={"threads": n}))
-                                               for _ in range(repeat)])["fps_out"]}
-                for n in range(1, (os.cpu_count() or 1) + 1)
-            ]  # fmt: skip
+            report["threads"] = _thread_budgets(measured, repeat)
     return report
 
 
@@ -134,6 +133,19 @@ def stage_models(config: PipelineConfig) -> list[tuple[ModelRegistry, str]]:
             folder = getattr(stage, "models", None)
             found.setdefault((folder, name), (ModelRegistry(folder) if folder else packaged, name))
     return list(found.values())
+
+
+def _thread_budgets(config: PipelineConfig, repeat: int) -> list[dict[str, Any]]:
+    """Pipeline FPS for each total of intra-op threads from 1 to the core count, runs alternating so
+    that a change in the machine's load touches every setting alike."""
+    from streamvision.bench.loops import run_pipeline
+
+    counts = range(1, (os.cpu_count() or 1) + 1)
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    for _ in range(repeat):
+        for n in counts:
+            runs[n].append(run_pipeline(config.model_copy(update={"threads": n})))
+    return [{"threads": n, "fps": _median(runs[n])["fps_out"]} for n in counts]
 
 
 def _median(summaries: list[dict[str, Any]]) -> dict[str, Any]:

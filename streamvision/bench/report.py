@@ -87,7 +87,8 @@ def markdown(report: dict[str, Any]) -> str:
     )
     r = report["ratios"]
     lines += _table(
-        "Pipeline against the sequential loop (same models, same H.264 output)",
+        f"Pipeline against the sequential loop (same models, same H.264 output; the loop with "
+        f"{report.get('sequential_threads')} ONNX Runtime threads)",
         ["run", "FPS", "pipeline FPS / this"],
         [
             ["pipeline (threaded)", f"{r['pipeline_fps']:.1f}", "1.00"],
