@@ -83,3 +83,9 @@ def test_nms_keeps_separate_boxes() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
     assert nms(boxes, np.array([0.5, 0.9, 0.7]), 0.5).tolist() == [1, 2]
     assert nms(boxes, np.array([0.5, 0.9, 0.7]), 0.5, max_keep=1).tolist() == [1]
+
+
+def test_default_thread_budget_leaves_a_core_for_capture_and_output() -> None:
+    import os
+
+    assert ThreadBudget().total == max(1, (os.cpu_count() or 1) - 1)
