@@ -85,7 +85,7 @@ def test_nms_keeps_separate_boxes() -> None:
     assert nms(boxes, np.array([0.5, 0.9, 0.7]), 0.5, max_keep=1).tolist() == [1]
 
 
-def test_default_thread_budget_leaves_a_core_for_capture_and_output() -> None:
+def test_default_thread_budget_is_a_thread_per_core() -> None:
     import os
 
-    assert ThreadBudget().total == max(1, (os.cpu_count() or 1) - 1)
+    assert ThreadBudget().total == (os.cpu_count() or 1)

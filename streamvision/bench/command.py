@@ -104,8 +104,8 @@ def run_bench(
             from streamvision.bench.compare import compare_backends
 
             report["compare"] = compare_backends(measured, compare, repeat)
-        # A plain loop gets ONNX Runtime's own default, a thread per core, unless threads were set.
-        plain = measured if config.threads else measured.model_copy(update={"threads": os.cpu_count() or 1})
+        # The plain loop runs as it would without streamvision: ONNX Runtime's default, a thread per core.
+        plain = measured.model_copy(update={"threads": os.cpu_count() or 1})
         report["sequential_threads"] = plain.threads
         pipelines, loops = [], []
         for _ in range(repeat):

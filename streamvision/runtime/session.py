@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def default_threads() -> int:
-    """Intra-op threads a pipeline's models share by default: the cores less one, at least one."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Intra-op threads a pipeline's models share by default: one per core."""
+    return os.cpu_count() or 1
 
 
 class ThreadBudget:
@@ -27,12 +27,13 @@ class ThreadBudget:
     Each session gets ``total // sessions`` threads (at least one), so the sessions of a pipeline
     together never ask for more threads than there are cores.
 
-    By default one core is left to the capture and output threads (decoding, drawing, encoding): on 2
-    cores the face pipeline ran at 324 FPS with 1 intra-op thread against 282 FPS with 2 (median of 5
-    alternating runs of ``streamvision bench``'s pipeline on the sample clip).
+    By default the sessions share a thread per core. Leaving a core to the capture and output threads
+    pays only when inference is light: on 2 cores the face pipeline ran at 324 FPS with 1 intra-op
+    thread against 282 FPS with 2, but the NanoDet pipeline at 19.5 FPS against 30.5 FPS
+    (``streamvision bench``; its thread table shows the figures for any pipeline).
 
     Args:
-        total: threads to share; defaults to the core count less one (at least one).
+        total: threads to share; defaults to the core count.
         sessions: how many sessions will share them.
 
     Raises:
