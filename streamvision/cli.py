@@ -229,6 +229,10 @@ from streamvision.faces_command import faces_app  # noqa: E402 - registered afte
 
 app.add_typer(faces_app, name="faces")
 
+from streamvision.cluster.batch_command import batch  # noqa: E402 - registered after the app exists
+
+app.command()(batch)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -27,3 +27,7 @@ class ConversionError(StreamvisionError):
 
 class TrainingError(StreamvisionError):
     """A training run cannot start or finish: bad data, a missing extra, an export that fails."""
+
+
+class ClusterError(StreamvisionError):
+    """Ray is missing or a cluster cannot be reached or used (``streamvision batch``)."""

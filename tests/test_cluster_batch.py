@@ -1,0 +1,156 @@
+"""``streamvision batch`` on a real Ray cluster: a head node started with ``ray start`` on loopback.
+
+One head serves the whole module (Ray starts slowly on two cores); each test runs the command as a
+user does, as its own process connecting with ``--address``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from streamvision.cluster.batch import FRAMES, STAMP, find_videos, plan  # noqa: E402
+from streamvision.config import PipelineConfig, parse_config  # noqa: E402
+from streamvision.pipeline import Pipeline  # noqa: E402
+from tests.conftest import decode_all, write_clip  # noqa: E402
+from tests.event_servers import free_port  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+CLIPS = 3
+CLIP_FRAMES = 30
+CONFIG = {
+    "source": "placeholder.mp4",
+    "stages": [{"type": "face_detection", "model": "blazeface_short", "score_threshold": 0.5}],
+}
+
+
+# Ray swaps 127.0.0.1 for this machine's network address unless clusters are "off" (as on macOS), and
+# its token auth needs the same token on the head and every driver: a fresh one, not ~/.ray's.
+RAY_ENV = {
+    **os.environ,
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "token",
+    "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    "COLUMNS": "150",
+}
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Ray head node on loopback with two CPUs; its address. Stopped (``ray stop --force``) after."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    port = free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    subprocess.run(
+        [
+            str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
+        ],
+        check=True, capture_output=True, text=True, timeout=120, env=RAY_ENV,
+    )  # fmt: skip
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, env=RAY_ENV)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory, sample_clip: Path) -> Path:
+    """A folder of three short clips cut from the sample clip."""
+    folder = tmp_path_factory.mktemp("clips")
+    frames = decode_all(sample_clip)
+    for i in range(CLIPS):
+        write_clip(folder / f"clip{i}.mp4", frames[i * CLIP_FRAMES : (i + 1) * CLIP_FRAMES])
+    return folder
+
+
+def batch(folder: Path, config: Path, out: Path, address: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamvision", "batch", str(folder), "-c", str(config), "-o", str(out),
+         "--address", address],
+        capture_output=True, text=True, timeout=300, env=RAY_ENV,
+    )  # fmt: skip
+
+
+def write_config(path: Path, threshold: float = 0.5) -> Path:
+    stage = {**CONFIG["stages"][0], "score_threshold": threshold}  # type: ignore[index]
+    path.write_text(json.dumps({**CONFIG, "stages": [stage]}))  # JSON is YAML
+    return path
+
+
+def frame_lines(path: Path) -> list[dict[str, object]]:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r for r in records if r["type"] == "frame"]
+
+
+def statuses(out: Path) -> dict[str, str]:
+    report = json.loads((out / "batch-report.json").read_text())
+    return {Path(r["file"]).name: r["status"] for r in report["files"]}
+
+
+def single_process(config: PipelineConfig, clips: Path, out: Path) -> dict[str, list[dict[str, object]]]:
+    """Each clip through a plain Pipeline in this process, with the configs the batch builds."""
+    found = {}
+    for item in plan(find_videos(clips), config, out, threads=1):
+        Pipeline(item.config.model_copy(update={"outputs": item.config.outputs.model_copy(
+            update={"video": None, "report": None})})).run()  # fmt: skip
+        found[item.video.name] = frame_lines(item.out_dir / FRAMES)
+    return found
+
+
+def test_batch_gives_the_single_process_detections_and_resumes(
+    head: str, clips: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "faces.yaml")
+    out = tmp_path / "out"
+    first = batch(clips, config, out, head)
+    assert first.returncode == 0, first.stderr
+    assert statuses(out) == {f"clip{i}.mp4": "done" for i in range(CLIPS)}
+    assert "clip0.mp4" in first.stdout and "3 done, 0 skipped, 0 failed" in first.stdout
+    expected = single_process(parse_config(CONFIG), clips, tmp_path / "single")
+    for i in range(CLIPS):
+        got = frame_lines(out / f"clip{i}" / FRAMES)
+        assert len(got) == CLIP_FRAMES
+        assert got == expected[f"clip{i}.mp4"]
+        assert any(line["results"]["face_detection"] for line in got)  # the clip shows a face
+        assert (out / f"clip{i}" / "annotated.mp4").stat().st_size > 0
+        assert json.loads((out / f"clip{i}" / "report.json").read_text())["frames_out"] == CLIP_FRAMES
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob(f"*/{STAMP}")}
+    second = batch(clips, config, out, head)
+    assert second.returncode == 0, second.stderr
+    assert set(statuses(out).values()) == {"skipped"}
+    assert {p: p.stat().st_mtime_ns for p in out.glob(f"*/{STAMP}")} == stamps
+
+
+def test_a_changed_config_reprocesses_every_file(head: str, clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert batch(clips, write_config(tmp_path / "a.yaml", 0.5), out, head).returncode == 0
+    changed = batch(clips, write_config(tmp_path / "b.yaml", 0.9), out, head)
+    assert changed.returncode == 0, changed.stderr
+    assert set(statuses(out).values()) == {"done"}
+    stamp = json.loads((out / "clip0" / STAMP).read_text())
+    assert stamp["fingerprint"]["models"]  # the model hashes are part of what is compared
+
+
+def test_a_corrupt_file_is_reported_and_the_others_finish(head: str, clips: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(clips, folder)
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4000)
+    out = tmp_path / "out"
+    result = batch(folder, write_config(tmp_path / "faces.yaml"), out, head)
+    assert result.returncode == 2
+    assert statuses(out) == {"broken.mp4": "failed", **{f"clip{i}.mp4": "done" for i in range(CLIPS)}}
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.mp4" in errors[0], result.stderr
