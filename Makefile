@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint test-mediapipe test-convert
+.PHONY: install run test lint test-mediapipe test-convert test-cluster
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,3 +62,19 @@ $(CV_STAMP): pyproject.toml
 test-convert: $(CV_STAMP)
 	$(CV_BIN)/python -c "import tensorflow, tf2onnx; print('tensorflow', tensorflow.__version__, 'tf2onnx', tf2onnx.__version__)"
 	$(CV_BIN)/pytest -m convert
+
+# The Ray commands (extra `cluster`: streamvision batch) are tested in a virtualenv of its own. The tests
+# start one local Ray instance on loopback for the whole session and stop it at the end.
+CL_VENV ?= .venv-cluster
+CL_BIN := $(CL_VENV)/bin
+CL_STAMP := $(CL_VENV)/.installed
+
+$(CL_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(CL_VENV)
+	$(CL_BIN)/python -m pip install --quiet --upgrade pip
+	$(CL_BIN)/python -m pip install --quiet -e '.[dev,cluster]'
+	touch $(CL_STAMP)
+
+test-cluster: $(CL_STAMP)
+	$(CL_BIN)/python -c "import ray; print('ray', ray.__version__)"
+	$(CL_BIN)/pytest -m cluster
