@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,6 +28,21 @@ def decode_all(path: Path) -> list[np.ndarray]:
     """Every frame of a video as BGR arrays."""
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+CLI_ENV = {**os.environ, "COLUMNS": "120"}
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m streamvision ARGS`` as a user runs it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamvision", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=CLI_ENV,
+    )
 
 
 def count_frames(path: Path) -> int:

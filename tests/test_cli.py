@@ -13,26 +13,13 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.conftest import count_frames
+from tests.conftest import CLI_ENV, count_frames, run_cli
 
-ENV = {**os.environ, "COLUMNS": "120"}
-
-
-def streamvision(
-    *args: str, cwd: Path | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamvision", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env=ENV,
-    )
+ENV = CLI_ENV
 
 
 def test_default_run_writes_a_playable_annotated_mp4_and_a_summary(tmp_path: Path) -> None:
-    result = streamvision("run", "--report", "report.json", cwd=tmp_path)
+    result = run_cli("run", "--report", "report.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "streamvision run" in result.stdout and "fps" in result.stdout
     output = tmp_path / "streamvision-output.mp4"
@@ -46,7 +33,7 @@ def test_default_run_writes_a_playable_annotated_mp4_and_a_summary(tmp_path: Pat
 
 
 def test_events_to_stdout_keep_stdout_clean(tmp_path: Path, sample_clip: Path) -> None:
-    result = streamvision(
+    result = run_cli(
         "run",
         "--source",
         str(sample_clip),
@@ -88,7 +75,7 @@ def _truncated_mp4(tmp_path: Path, sample_clip: Path) -> Path:
 def test_bad_sources_give_one_line_and_exit_2(
     tmp_path: Path, sample_clip: Path, make_source, message
 ) -> None:
-    result = streamvision(
+    result = run_cli(
         "run", "--source", str(make_source(tmp_path, sample_clip)), "--output", str(tmp_path / "out.mp4")
     )
     assert result.returncode == 2, result.stderr
@@ -100,13 +87,13 @@ def test_bad_sources_give_one_line_and_exit_2(
 def test_bad_config_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("source: clip.mp4\nstages:\n  - type: face_detection\n    threshold: 0.5\n")
-    result = streamvision("run", "--config", str(config))
+    result = run_cli("run", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {config}: stages.0.threshold: unknown key"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = streamvision("--debug", "run", "--source", str(tmp_path / "missing.mp4"))
+    result = run_cli("--debug", "run", "--source", str(tmp_path / "missing.mp4"))
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 

@@ -49,8 +49,10 @@ def test_duplicate_ids_and_both_source_forms_are_errors() -> None:
 
 
 def test_two_files_from_the_command_line(tmp_path: Path, sample_clip: Path, astronaut: Path) -> None:
+    faces = tmp_path / "faces.yaml"
+    faces.write_text("source: placeholder.mp4\nstages:\n  - type: face_detection\n")
     result = subprocess.run(
-        [sys.executable, "-m", "streamvision", "run", "--source", str(sample_clip),
+        [sys.executable, "-m", "streamvision", "run", "--config", str(faces), "--source", str(sample_clip),
          "--source", str(astronaut), "--output", str(tmp_path / "out.mp4"),
          "--report", str(tmp_path / "report.json")],
         capture_output=True, text=True, timeout=120,

@@ -6,12 +6,10 @@ The server is killed, restarted and frozen (SIGSTOP) under a running pipeline; n
 from __future__ import annotations
 
 import json
-import os
 import selectors
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from streamvision.config import load_config, parse_config
 from streamvision.errors import SourceError
 from streamvision.pipeline import Pipeline
-from tests.conftest import count_frames
+from tests.conftest import count_frames, run_cli
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-ENV = {**os.environ, "COLUMNS": "120"}
 
 
 def _server_missing() -> str | None:
@@ -210,24 +208,14 @@ def stream_config(url: str, tmp_path: Path, **source: Any) -> dict[str, Any]:
     }
 
 
-def streamvision(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamvision", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env=ENV,
-    )
-
-
 def test_playback_writes_annotated_output_and_events(rtsp_server: RtspServer, tmp_path: Path) -> None:
-    result = streamvision(
+    (tmp_path / "faces.yaml").write_text(yaml.safe_dump(stream_config(rtsp_server.url(), tmp_path)))
+    result = run_cli(
         "run",
-        "--source",
-        rtsp_server.url(),
+        "--config",
+        "faces.yaml",
         "--max-frames",
-        "60",
+        "150",
         "--output",
         "out.mp4",
         "--events",
@@ -238,9 +226,10 @@ def test_playback_writes_annotated_output_and_events(rtsp_server: RtspServer, tm
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
-    # a live source keeps the newest frames: the burst FFmpeg buffers while probing may drop a few
-    assert report["frames_in"] == 60 and report["frames_out"] + report["dropped"] == 60
-    assert report["frames_out"] >= 40 and report["reconnects"] == 0
+    # a live source keeps the newest 2 frames: most of the ~1 s burst FFmpeg buffers while probing is
+    # dropped (and counted); from there the stream plays in real time, 5 s here at 30 fps
+    assert report["frames_in"] == 150 and report["frames_out"] + report["dropped"] == 150
+    assert report["frames_out"] >= 90 and report["reconnects"] == 0
     assert report["source"] == f"127.0.0.1:{rtsp_server.port}/stream"
     assert count_frames(tmp_path / "out.mp4") == report["frames_out"]
     events = read_events(tmp_path / "events.jsonl")
@@ -248,7 +237,7 @@ def test_playback_writes_annotated_output_and_events(rtsp_server: RtspServer, tm
     indices = [e["frame"] for e in frames]
     assert len(frames) == report["frames_out"] and indices == sorted(set(indices))
     # the served clip has a face in nearly every frame: the stream decodes to real pictures
-    assert sum(1 for e in frames if e["results"]["face_detection"]) >= len(frames) - 5
+    assert sum(1 for e in frames if e["results"]["face_detection"]) >= 0.9 * len(frames)
     assert events[0]["type"] == "status" and events[0]["event"] == "source_online"
 
 
@@ -422,7 +411,7 @@ def test_credentials_never_leak(make_server: Callable[..., RtspServer], tmp_path
         )
     )
     # --debug logs everything streamvision logs; the authenticated stream plays
-    ok = streamvision("--debug", "run", "--config", "ok.yaml", cwd=tmp_path)
+    ok = run_cli("--debug", "run", "--config", "ok.yaml", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert json.loads((tmp_path / "report.json").read_text())["frames_in"] == 20
 
@@ -430,7 +419,7 @@ def test_credentials_never_leak(make_server: Callable[..., RtspServer], tmp_path
     (tmp_path / "bad.yaml").write_text(
         json.dumps({"source": {"uri": wrong, "reconnect": {"max_retries": 0}}, "outputs": {"video": "b.mp4"}})
     )
-    bad = streamvision("run", "--config", "bad.yaml", cwd=tmp_path)
+    bad = run_cli("run", "--config", "bad.yaml", cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: cannot open stream rtsp://***@127.0.0.1:"), bad.stderr
     assert "401" in bad.stderr
@@ -445,7 +434,7 @@ def test_credentials_never_leak(make_server: Callable[..., RtspServer], tmp_path
         )
     )
     server.kill()
-    gone = streamvision("run", "--config", "gone.yaml", cwd=tmp_path)
+    gone = run_cli("run", "--config", "gone.yaml", cwd=tmp_path)
     assert gone.returncode == 2 and "offline after 2 retries" in gone.stderr, gone.stderr
 
     written = "".join(path.read_text() for path in tmp_path.iterdir() if path.suffix in {".jsonl", ".json"})
