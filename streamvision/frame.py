@@ -157,6 +157,22 @@ class Labels:
             on=on,
         )
 
+    @classmethod
+    def from_top_k(
+        cls, detection: np.ndarray, ids: np.ndarray, scores: np.ndarray, names: np.ndarray, on: str | None
+    ) -> Labels:
+        """Builds labels from (N, K) top-k ids, scores and names, best first; column 0 is each row's label."""
+        return cls(
+            detection=detection.astype(np.int32),
+            class_id=ids[:, 0],
+            class_name=names[:, 0],
+            score=scores[:, 0],
+            top_k_id=ids,
+            top_k_score=scores,
+            top_k_name=names,
+            on=on,
+        )
+
     def __len__(self) -> int:
         return len(self.detection)
 

@@ -90,17 +90,7 @@ class Classifier:
         scores = self._infer([self._fit(c) for c in crops])
         ids, probs = decode_classes(scores, self._config.top_k, self._spec.decoder)
         names = self._labels[ids]
-        labels = Labels(
-            detection=rows,
-            class_id=ids[:, 0],
-            class_name=names[:, 0],
-            score=probs[:, 0],
-            top_k_id=ids,
-            top_k_score=probs,
-            top_k_name=names,
-            on=on,
-        )
-        return frame.with_result(self.name, labels)
+        return frame.with_result(self.name, Labels.from_top_k(rows, ids, probs, names, on))
 
     def _detection_crops(self, frame: Frame, on: str) -> tuple[np.ndarray, list[np.ndarray]]:
         detections = frame.results.get(on)

@@ -73,14 +73,4 @@ class Recognizer:
         )
         people = {name: i for i, name in enumerate(self._gallery.people)}
         ids = np.vectorize(lambda n: people.get(n, -1), otypes=[np.int32])(names)
-        labels = Labels(
-            detection=rows.astype(np.int32),
-            class_id=ids[:, 0],
-            class_name=names[:, 0],
-            score=similarity[:, 0],
-            top_k_id=ids,
-            top_k_score=similarity,
-            top_k_name=names,
-            on=on,
-        )
-        return frame.with_result(self.name, labels)
+        return frame.with_result(self.name, Labels.from_top_k(rows, ids, similarity, names, on))
