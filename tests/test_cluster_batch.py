@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -17,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.ray_nodes import start_head, stop_all  # before Ray: it sets the environment Ray reads
+
 ray = pytest.importorskip("ray")
 
 from streamvision.cluster.batch import FRAMES, STAMP, find_videos, plan  # noqa: E402
 from streamvision.config import PipelineConfig, parse_config  # noqa: E402
 from streamvision.pipeline import Pipeline  # noqa: E402
 from tests.conftest import decode_all, write_clip  # noqa: E402
-from tests.event_servers import free_port  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 
@@ -35,34 +35,13 @@ CONFIG = {
 }
 
 
-# Ray swaps 127.0.0.1 for this machine's network address unless clusters are "off" (as on macOS), and
-# its token auth needs the same token on the head and every driver: a fresh one, not ~/.ray's.
-RAY_ENV = {
-    **os.environ,
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_AUTH_MODE": "token",
-    "RAY_AUTH_TOKEN": secrets.token_hex(32),
-    "COLUMNS": "150",
-}
-
-
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Ray head node on loopback with two CPUs; its address. Stopped (``ray stop --force``) after."""
-    ray_bin = Path(sys.executable).with_name("ray")
-    port = free_port()
-    temp = tmp_path_factory.mktemp("ray")
-    subprocess.run(
-        [
-            str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
-        ],
-        check=True, capture_output=True, text=True, timeout=120, env=RAY_ENV,
-    )  # fmt: skip
     try:
-        yield f"127.0.0.1:{port}"
+        yield start_head(2, tmp_path_factory.mktemp("ray"))
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, env=RAY_ENV)
+        stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +58,7 @@ def batch(folder: Path, config: Path, out: Path, address: str) -> subprocess.Com
     return subprocess.run(
         [sys.executable, "-m", "streamvision", "batch", str(folder), "-c", str(config), "-o", str(out),
          "--address", address],
-        capture_output=True, text=True, timeout=300, env=RAY_ENV,
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "150"},
     )  # fmt: skip
 
 
