@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from streamvision.effects import apply_effect
-from streamvision.frame import Detections, Frame, Labels, Mask, Poses, RegionCount, ZoneCounts
+from streamvision.frame import Detections, Estimates, Frame, Labels, Mask, Poses, RegionCount, ZoneCounts
 
 # A qualitative palette (BGR); a class keeps its colour across frames and runs.
 PALETTE = (
@@ -79,7 +79,19 @@ class Annotator:
         lines: dict[tuple[str | None, int], int] = {}
         for result in frame.results.values():
             if isinstance(result, Labels):
-                self._draw_labels(scene, result, frame.results, thickness, lines)
+                texts = [
+                    f"{name} {score:.2f}" for name, score in zip(result.class_name, result.score, strict=True)
+                ]
+                colors = [color_for(int(c)) for c in result.class_id]
+                self._draw_rows(
+                    scene, result.on, result.detection, texts, colors, frame.results, thickness, lines
+                )
+            elif isinstance(result, Estimates):
+                texts = [f"{result.name} {value:.0f}" for value in result.value]
+                colors = [(90, 90, 90)] * len(result)
+                self._draw_rows(
+                    scene, result.on, result.detection, texts, colors, frame.results, thickness, lines
+                )
         if self.show_fps and fps is not None:
             _label(scene, f"{fps:.1f} FPS", (4, 4), (40, 40, 40), thickness)
         return scene
@@ -102,23 +114,26 @@ class Annotator:
                         scene, (round(float(x)), round(float(y))), thickness + 1, color, -1, cv2.LINE_AA
                     )
 
-    def _draw_labels(
+    def _draw_rows(
         self,
         scene: np.ndarray,
-        labels: Labels,
+        on: str | None,
+        rows: np.ndarray,
+        texts: list[str],
+        colors: list[tuple[int, int, int]],
         results: Mapping[str, Any],
         thickness: int,
         lines: dict[tuple[str | None, int], int],
     ) -> None:
-        """Each row under the box it belongs to (whole-frame rows top left, under the FPS figure);
-        ``lines`` counts rows already drawn per box, so several classifiers stack."""
-        detections = results.get(labels.on) if labels.on is not None else None
+        """Each text under the box of its detection row (whole-frame rows top left, under the FPS
+        figure); ``lines`` counts texts already drawn per box, so several classifiers stack."""
+        detections = results.get(on) if on is not None else None
         (_, h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness, 1)
         step = h + baseline + 2
-        for i in range(len(labels)):
-            row = int(labels.detection[i])
-            line = lines.get((labels.on, row), 0)
-            lines[(labels.on, row)] = line + 1
+        for row_value, text, color in zip(rows, texts, colors, strict=True):
+            row = int(row_value)
+            line = lines.get((on, row), 0)
+            lines[(on, row)] = line + 1
             if isinstance(detections, Detections) and 0 <= row < len(detections):
                 origin = (
                     round(float(detections.xyxy[row, 0])),
@@ -126,8 +141,7 @@ class Annotator:
                 )
             else:
                 origin = (4, 4 + (line + 1) * step)
-            text = f"{labels.class_name[i]} {labels.score[i]:.2f}"
-            _label(scene, text, origin, color_for(int(labels.class_id[i])), thickness)
+            _label(scene, text, origin, color, thickness)
 
 
 def _draw_poses(scene: np.ndarray, poses: Poses, thickness: int) -> None:

@@ -99,6 +99,48 @@ class Detections:
 
 
 @dataclass(frozen=True)
+class Estimates:
+    """Numbers a regression model read off whole frames or detections (an age in years, ...).
+
+    Attributes:
+        detection: (N,) int32 row of each estimated detection in the results named ``on``; -1 for
+            the whole frame.
+        value: (N,) float32 the estimates.
+        name: what is estimated (the model's single label, e.g. ``age``).
+        on: result key of the detections the rows refer to; None for whole-frame estimates.
+
+    Raises:
+        ValueError: ``detection`` and ``value`` differ in shape or are not 1-D.
+    """
+
+    detection: np.ndarray
+    value: np.ndarray
+    name: str
+    on: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.detection.ndim != 1 or self.value.shape != self.detection.shape:
+            raise ValueError(
+                f"detection and value must be (N,), got {self.detection.shape}, {self.value.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.detection)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per row: the detection it belongs to, the name and the value."""
+        return [
+            {
+                "on": self.on,
+                "detection": None if int(d) < 0 else int(d),
+                "name": self.name,
+                "value": round(float(v), 2),
+            }
+            for d, v in zip(self.detection, self.value, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
 class Labels:
     """What a classifier said about whole frames or detections, as parallel arrays (one row each).
 

@@ -262,3 +262,39 @@ def test_gender_on_the_astronaut_face(astronaut: Path, tmp_path: Path) -> None:
     # the net's two outputs are probabilities: the stage reads them as they are (decoder softmax)
     assert gender["detection"] == 0 and {t["label"] for t in gender["top_k"]} == {"female", "male"}
     assert abs(sum(t["score"] for t in gender["top_k"]) - 1.0) < 1e-3
+
+
+def test_age_estimate_on_the_astronaut_face(astronaut: Path, tmp_path: Path) -> None:
+    """A regression net (age in years) through the same stage attaches Estimates to the face."""
+    import cv2
+
+    from streamvision.annotate import Annotator
+    from streamvision.config import parse_config
+    from streamvision.frame import Estimates
+
+    events = tmp_path / "events.jsonl"
+    config = parse_config(
+        {
+            "source": str(astronaut),
+            "stages": [
+                {"type": "face_detection"},
+                {"type": "classify", "model": "age", "on": "face_detection", "name": "age",
+                 "crop_scale": 1.4, "square": True},
+            ],
+            "outputs": {"events": str(events)},
+        }
+    )  # fmt: skip
+    pipeline = Pipeline(config)
+    frame = Frame(cv2.imread(str(astronaut)), "astronaut", 0, 0.0, 0.0)
+    for stage in pipeline.stages:
+        frame = stage.process(frame)
+    estimates = frame.results["age"]
+    assert isinstance(estimates, Estimates) and estimates.name == "age" and len(estimates) == 1
+    assert 15 < float(estimates.value[0]) < 70  # a plausible adult age in years
+    drawn = Annotator().annotate(frame)
+    assert (drawn != frame.image).any()
+    pipeline.close()
+    Pipeline(config).run()
+    (event,) = [json.loads(line) for line in events.read_text().splitlines()]
+    (age,) = event["results"]["age"]
+    assert age["name"] == "age" and age["detection"] == 0 and 15 < age["value"] < 70

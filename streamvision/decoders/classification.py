@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 DECODERS = ("softmax", "logits")
+REGRESSION_DECODERS = ("age_years",)
+"""Outputs of shape (N, 1) holding a number per image, attached as :class:`~streamvision.frame.Estimates`."""
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

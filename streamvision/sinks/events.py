@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamvision.frame import Detections, Frame, Labels, Mask, Poses, ZoneCounts
+from streamvision.frame import Detections, Estimates, Frame, Labels, Mask, Poses, ZoneCounts
 from streamvision.sinks.jsonlines import JsonLinesStream
 from streamvision.sources.reconnect import SourceStatus
 
@@ -24,7 +24,7 @@ def frame_event(frame: Frame) -> dict[str, Any]:
     results = {
         name: result.to_records()
         for name, result in frame.results.items()
-        if isinstance(result, (Detections, Labels, ZoneCounts, Mask, Poses))
+        if isinstance(result, (Detections, Labels, Estimates, ZoneCounts, Mask, Poses))
     }
     return {
         "type": "frame",

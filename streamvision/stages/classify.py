@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from streamvision.decoders.classification import DECODERS, decode_classes
+from streamvision.decoders.classification import DECODERS, REGRESSION_DECODERS, decode_classes
 from streamvision.errors import ConfigError, ModelError
-from streamvision.frame import Detections, Frame, Labels
+from streamvision.frame import Detections, Estimates, Frame, Labels
 from streamvision.runtime.crop import crop, crop_boxes
 from streamvision.runtime.manifest import ModelRegistry, ModelSpec
 from streamvision.runtime.preprocess import letterbox, to_tensor
@@ -24,7 +24,7 @@ class ClassifyConfig(StageConfig):
 
     type: Literal["classify"] = "classify"
     model: str
-    """A model name from the manifest; its decoder must be ``softmax`` or ``logits``."""
+    """A model name from the manifest; its decoder must be ``softmax``, ``logits`` or ``age_years``."""
     models: Path | None = None
     """Folder of the manifest that holds ``model`` (e.g. a ``streamvision train`` output folder);
     the project's ``models/`` by default."""
@@ -47,7 +47,8 @@ class ClassifyConfig(StageConfig):
 
 
 class Classifier:
-    """Attaches :class:`Labels`: one row per whole frame, or one per classified detection.
+    """Attaches :class:`Labels`: one row per whole frame, or one per classified detection; a
+    regression model (decoder ``age_years``) attaches :class:`Estimates` the same way.
 
     All crops of one frame go to the model in one run; a model with a fixed batch size gets
     them in runs of that size, the last one padded with zeros.
@@ -61,10 +62,10 @@ class Classifier:
     def __init__(self, config: ClassifyConfig, context: StageContext) -> None:
         registry = ModelRegistry(config.models) if config.models is not None else context.models
         spec = registry.get(config.model)
-        if spec.decoder not in DECODERS:
+        if spec.decoder not in DECODERS + REGRESSION_DECODERS:
             raise ModelError(
                 f"model {config.model!r} has decoder {spec.decoder!r}; classify needs one of "
-                f"{', '.join(DECODERS)}"
+                f"{', '.join(DECODERS + REGRESSION_DECODERS)}"
             )
         if not spec.labels:
             raise ModelError(f"model {config.model!r} has no labels in its manifest")
@@ -85,9 +86,18 @@ class Classifier:
             crops = [frame.image]
         else:
             rows, crops = self._detection_crops(frame, on)
+        regression = self._spec.decoder in REGRESSION_DECODERS
         if not crops:
+            if regression:
+                empty = Estimates(np.zeros(0, np.int32), np.zeros(0, np.float32), str(self._labels[0]), on)
+                return frame.with_result(self.name, empty)
             return frame.with_result(self.name, Labels.empty(on, min(self._config.top_k, len(self._labels))))
         scores = self._infer([self._fit(c) for c in crops])
+        if regression:
+            values = scores[:, 0].astype(np.float32)
+            return frame.with_result(
+                self.name, Estimates(rows.astype(np.int32), values, str(self._labels[0]), on)
+            )
         ids, probs = decode_classes(scores, self._config.top_k, self._spec.decoder)
         names = self._labels[ids]
         return frame.with_result(self.name, Labels.from_top_k(rows, ids, probs, names, on))
