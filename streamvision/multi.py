@@ -75,14 +75,18 @@ def _outputs_for(config: PipelineConfig, sid: str, index: int) -> Any:
 def _events_for(config: PipelineConfig, sid: str) -> Any:
     if config.events is None:
         return None
-    outputs = []
-    for output in config.events.outputs:
-        if isinstance(output, WebhookOutput):
-            output = output.model_copy(update={"spool": output.spool / sid})
-        elif isinstance(output, MqttOutput) and output.client_id:
-            output = output.model_copy(update={"client_id": f"{output.client_id}-{sid}"})
-        outputs.append(output)
+    outputs = [unshared(output, sid) for output in config.events.outputs]
     return config.events.model_copy(update={"outputs": outputs})
+
+
+def unshared(output: Any, name: str) -> Any:
+    """An event output that one run at a time may use, made its own for the run called ``name``: a
+    webhook's spool folder gets a subfolder, an MQTT client id a suffix; other outputs as they are."""
+    if isinstance(output, WebhookOutput):
+        return output.model_copy(update={"spool": output.spool / name})
+    if isinstance(output, MqttOutput) and output.client_id:
+        return output.model_copy(update={"client_id": f"{output.client_id}-{name}"})
+    return output
 
 
 class MultiPipeline:

@@ -20,7 +20,8 @@ from typing import Any
 
 from streamvision.config import OutputConfig, PipelineConfig, SourceConfig
 from streamvision.errors import ConfigError, StreamvisionError
-from streamvision.events.config import ClipOutput, JsonLinesOutput, MqttOutput, SnapshotOutput, WebhookOutput
+from streamvision.events.config import ClipOutput, JsonLinesOutput, SnapshotOutput
+from streamvision.multi import unshared
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,8 @@ def _events_for(config: PipelineConfig, folder: Path, name: str) -> Any:
             output = output.model_copy(update={"path": str(target)})
         elif isinstance(output, (SnapshotOutput, ClipOutput)):
             output = output.model_copy(update={"dir": folder / output.dir.name})
-        elif isinstance(output, WebhookOutput):
-            output = output.model_copy(update={"spool": output.spool / name})
-        elif isinstance(output, MqttOutput) and output.client_id:
-            output = output.model_copy(update={"client_id": f"{output.client_id}-{name}"})
+        else:
+            output = unshared(output, name)
         outputs.append(output)
     return config.events.model_copy(update={"outputs": outputs})
 
