@@ -98,6 +98,12 @@ class Detections:
         return records
 
 
+def detection_ref(row: Any) -> int | None:
+    """The detection row a label, estimate or pose refers to, for events: None for the whole frame (-1)."""
+    index = int(row)
+    return None if index < 0 else index
+
+
 @dataclass(frozen=True)
 class Estimates:
     """Numbers a regression model read off whole frames or detections (an age in years, ...).
@@ -132,7 +138,7 @@ class Estimates:
         return [
             {
                 "on": self.on,
-                "detection": None if int(d) < 0 else int(d),
+                "detection": detection_ref(d),
                 "name": self.name,
                 "value": round(float(v), 2),
             }
@@ -236,11 +242,10 @@ class Labels:
         """Returns one JSON-ready dict per row: the detection it belongs to, label, score, top-k."""
         records = []
         for i in range(len(self)):
-            index = int(self.detection[i])
             records.append(
                 {
                     "on": self.on,
-                    "detection": None if index < 0 else index,
+                    "detection": detection_ref(self.detection[i]),
                     "label": str(self.class_name[i]),
                     "class_id": int(self.class_id[i]),
                     "score": round(float(self.score[i]), 4),
@@ -421,11 +426,10 @@ class Poses:
         """One JSON-ready dict per pose: the detection it belongs to and each named point with its score."""
         records = []
         for i in range(len(self)):
-            index = int(self.detection[i])
             records.append(
                 {
                     "on": self.on,
-                    "detection": None if index < 0 else index,
+                    "detection": detection_ref(self.detection[i]),
                     "keypoints": {
                         name: [
                             round(float(self.points[i, j, 0]), 1),
