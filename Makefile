@@ -63,8 +63,9 @@ test-convert: $(CV_STAMP)
 	$(CV_BIN)/python -c "import tensorflow, tf2onnx; print('tensorflow', tensorflow.__version__, 'tf2onnx', tf2onnx.__version__)"
 	$(CV_BIN)/pytest -m convert
 
-# The Ray commands (extra `cluster`: streamvision batch) are tested in a virtualenv of its own. The tests
-# start one local Ray instance on loopback for the whole session and stop it at the end.
+# The Ray commands (extra `cluster`: streamvision cluster run, batch) are tested in a virtualenv of their
+# own, against Ray nodes the tests start: a head on loopback, and for the node-loss test a head plus a
+# second node in a network namespace of its own (needs root and iproute2; skipped otherwise).
 CL_VENV ?= .venv-cluster
 CL_BIN := $(CL_VENV)/bin
 CL_STAMP := $(CL_VENV)/.installed

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from streamvision.cli_errors import EXIT_USAGE, reported_errors, set_debug
+from streamvision.cli_signals import exit_for_signal, stop_on_signals
 
 app = typer.Typer(
     add_completion=False,
@@ -84,13 +83,13 @@ def run(
             _run_several(pipeline_config, console)
             return
         pipeline = Pipeline(pipeline_config)
-        stopped_by = _stop_on_signals(pipeline)
+        stopped_by = stop_on_signals(pipeline)
         summary = _run_with_progress([pipeline], pipeline.run)
         summary["stopped_by"] = stopped_by.get("signal")
         _print_summary(console, summary)
         if pipeline_config.outputs.report is not None:
             _write_report(pipeline_config.outputs.report, summary)
-        _exit_for_signal(stopped_by)
+        exit_for_signal(stopped_by)
 
 
 def _run_several(config: Any, console: Console) -> None:
@@ -102,38 +101,18 @@ def _run_several(config: Any, console: Console) -> None:
     from streamvision.multi import MultiPipeline
 
     multi = MultiPipeline(config)
-    stopped_by = _stop_on_signals(multi)
+    stopped_by = stop_on_signals(multi)
     summaries = _run_with_progress(multi.pipelines, multi.run)
     for summary in summaries:
         summary["stopped_by"] = stopped_by.get("signal")
         _print_summary(console, summary)
     if config.outputs.report is not None:
         _write_report(config.outputs.report, {"sources": summaries})
-    _exit_for_signal(stopped_by)
+    exit_for_signal(stopped_by)
     for source_id, error in multi.errors.items():
         typer.echo(f"error: source {source_id}: {error}", err=True)
     if multi.errors:
         raise typer.Exit(EXIT_USAGE)
-
-
-def _exit_for_signal(stopped_by: dict[str, str]) -> None:
-    if "signal" in stopped_by:
-        raise typer.Exit(128 + signal.Signals[stopped_by["signal"]].value)
-
-
-def _stop_on_signals(pipeline: Any) -> dict[str, str]:
-    """SIGINT / SIGTERM stop the pipeline cleanly; a second one aborts at once."""
-    received: dict[str, str] = {}
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        if received:
-            raise KeyboardInterrupt
-        received["signal"] = signal.Signals(signum).name
-        pipeline.request_stop(received["signal"])
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    return received
 
 
 def _run_with_progress(pipelines: list[Any], run: Callable[..., Any]) -> Any:
@@ -232,6 +211,10 @@ app.add_typer(faces_app, name="faces")
 from streamvision.cluster.batch_command import batch  # noqa: E402 - registered after the app exists
 
 app.command()(batch)
+
+from streamvision.cluster.fleet_command import cluster_app  # noqa: E402 - registered after the app exists
+
+app.add_typer(cluster_app, name="cluster")
 
 
 def main() -> None:

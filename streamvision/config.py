@@ -279,21 +279,29 @@ _ConfigLoader.add_implicit_resolver(
 )
 
 
-def load_config(path: Path) -> PipelineConfig:
-    """Reads and validates a YAML pipeline config.
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path`` (YAML 1.2 booleans), not validated.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or fails validation.
+        ConfigError: the file is missing or is not YAML.
     """
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
     try:
-        raw = yaml.load(text, Loader=_ConfigLoader)
+        return yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-    return parse_config(raw, origin=str(path))
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Reads and validates a YAML pipeline config.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation.
+    """
+    return parse_config(read_yaml(path), origin=str(path))
 
 
 def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:

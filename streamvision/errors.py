@@ -30,4 +30,4 @@ class TrainingError(StreamvisionError):
 
 
 class ClusterError(StreamvisionError):
-    """Ray is missing or a cluster cannot be reached or used (``streamvision batch``)."""
+    """Ray is missing or a cluster cannot be reached or used (``cluster run``, ``batch``)."""

@@ -28,8 +28,18 @@ def _suffixed(path: Path, source_id: str) -> Path:
     return path.with_name(f"{path.stem}.{source_id}{path.suffix}")
 
 
-def _safe_id(source_id: str) -> str:
+def safe_id(source_id: str) -> str:
+    """``source_id`` as a file name part: characters other than letters, digits, ``-_.`` become ``_``."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in source_id)
+
+
+def unique_ids(sources: list[SourceConfig]) -> list[str]:
+    """Each source's id (its own, else one made from its URI), with ``-N`` added to repeats."""
+    ids: list[str] = []
+    for source in sources:
+        sid = source.id or default_source_id(source.uri)
+        ids.append(f"{sid}-{len(ids)}" if sid in ids else sid)
+    return ids
 
 
 def per_source(config: PipelineConfig) -> list[PipelineConfig]:
@@ -42,25 +52,23 @@ def per_source(config: PipelineConfig) -> list[PipelineConfig]:
         return [config]
     if config.outputs.show:
         raise ConfigError("outputs.show: a window needs a single source")
-    ids: list[str] = []
-    for source in config.sources:
-        sid = source.id or default_source_id(source.uri)
-        ids.append(f"{sid}-{len(ids)}" if sid in ids else sid)
     configs = []
-    for index, (source, sid) in enumerate(zip(config.sources, ids, strict=True)):
+    for index, (source, sid) in enumerate(zip(config.sources, unique_ids(config.sources), strict=True)):
         configs.append(
             config.model_copy(
                 update={
                     "sources": [source.model_copy(update={"id": sid})],
-                    "outputs": _outputs_for(config, _safe_id(sid), index),
-                    "events": _events_for(config, _safe_id(sid)),
+                    "outputs": outputs_for(config, safe_id(sid), index),
+                    "events": _events_for(config, safe_id(sid)),
                 }
             )
         )
     return configs
 
 
-def _outputs_for(config: PipelineConfig, sid: str, index: int) -> Any:
+def outputs_for(config: PipelineConfig, sid: str, index: int) -> Any:
+    """``config``'s outputs for the source ``sid``, the ``index``-th of several: file names get the id,
+    the preview page the port ``index`` places above the configured one."""
     outputs = config.outputs
     update: dict[str, Any] = {}
     if outputs.video is not None:

@@ -36,6 +36,7 @@ from streamvision.stages import Stage, StageContext, build_stage
 
 if TYPE_CHECKING:
     from streamvision.events.sink import EventsSink
+    from streamvision.events.worker import EventChannel
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,19 @@ class Pipeline:
         config: a validated pipeline config with one source (see :mod:`streamvision.multi` for several).
         models: where models are looked up; the packaged manifest by default.
         budget: ONNX Runtime threads shared with other pipelines of the process; its own by default.
+        forward_events: channels that get every event of the ``events`` rules and source status
+            changes besides the configured outputs (a cluster actor passes them to its driver).
 
     Raises:
         SourceError, ModelError, SinkError: the source, a model or an output cannot be opened.
     """
 
     def __init__(
-        self, config: PipelineConfig, models: ModelRegistry | None = None, budget: ThreadBudget | None = None
+        self,
+        config: PipelineConfig,
+        models: ModelRegistry | None = None,
+        budget: ThreadBudget | None = None,
+        forward_events: tuple[EventChannel, ...] = (),
     ) -> None:
         if len(config.sources) != 1:
             raise ConfigError(
@@ -108,7 +115,7 @@ class Pipeline:
                 budget = ThreadBudget(config.threads, sessions=max(1, model_sessions(config)))
             context = StageContext(models or ModelRegistry(), budget, live_source=self.source.live)
             self.stages: list[Stage] = [build_stage(stage, context) for stage in config.stages]
-            self.sinks: list[Sink] = self._make_sinks()
+            self.sinks: list[Sink] = self._make_sinks(forward_events)
             on_failure.pop_all()
         self.threads_per_model = budget.per_session
         queue_size = config.source.queue_size or (LIVE_QUEUE_SIZE if self.source.live else FILE_QUEUE_SIZE)
@@ -116,7 +123,7 @@ class Pipeline:
         self._output: FrameQueue[Frame] = FrameQueue(queue_size, keep_newest=False)
         self._annotator = Annotator() if any(s.needs_annotation for s in self.sinks) else None
 
-    def _make_sinks(self) -> list[Sink]:
+    def _make_sinks(self, forward_events: tuple[EventChannel, ...]) -> list[Sink]:
         outputs = self.config.outputs
         sinks: list[Sink] = []
         if outputs.video is not None:
@@ -133,7 +140,12 @@ class Pipeline:
 
             inline = tuple(sink for sink in sinks if isinstance(sink, EventLineSink))
             self.events_sink = EventsSink(
-                self.config.events, self.source.source_id, not self.source.live, self.source.rate, inline
+                self.config.events,
+                self.source.source_id,
+                not self.source.live,
+                self.source.rate,
+                inline,
+                forward_events,
             )
             sinks.append(self.events_sink)
         if outputs.preview is not None:

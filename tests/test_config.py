@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from streamvision.cluster.fleet_config import load_fleet
 from streamvision.config import default_config, load_config, parse_config, with_overrides
 from streamvision.errors import ConfigError
 from streamvision.stages.faces import FaceDetectionConfig
@@ -12,10 +13,15 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_shipped_configs_load() -> None:
+    """Pipelines, and the fleets of ``streamvision cluster run`` (fleet*.yaml) with every pipeline in them."""
     paths = sorted(CONFIGS.glob("*.yaml"))
-    assert paths
+    fleets = [path for path in paths if path.name.startswith("fleet")]
+    assert paths and fleets
     for path in paths:
-        load_config(path)
+        if path in fleets:
+            assert load_fleet(path).members
+        else:
+            load_config(path)
 
 
 def test_minimal_config_with_source_shorthand() -> None:

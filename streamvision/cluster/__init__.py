@@ -1,4 +1,5 @@
-"""Running unchanged pipelines on a Ray cluster: ``streamvision batch`` (a folder of videos as Ray tasks).
+"""Running unchanged pipelines on a Ray cluster: ``streamvision cluster run`` (a fleet of sources, an
+actor each) and ``streamvision batch`` (a folder of videos, a task each).
 
 Ray is an optional dependency (extra ``cluster``) and is imported only when a cluster command runs.
 """

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from streamvision.cli_errors import EXIT_USAGE, reported_errors
+from streamvision.cluster.options import Address, NumCpus, figure
 
 REPORT_NAME = "batch-report.json"
 
@@ -20,21 +21,14 @@ def batch(
     config: Annotated[
         Path, typer.Option("--config", "-c", help="Pipeline YAML; its source is replaced by each file.")
     ],
-    address: Annotated[
-        str | None,
-        typer.Option(
-            "--address", help="Ray cluster to use (e.g. 10.0.0.1:6379 or auto); a local one by default."
-        ),
-    ] = None,
+    address: Address = None,
     out_dir: Annotated[
         Path, typer.Option("--out-dir", "-o", help="One folder per file is written here.")
     ] = Path("streamvision-batch"),
     cpus: Annotated[
         float, typer.Option("--cpus-per-task", min=0.1, help="CPUs Ray reserves for each file's pipeline.")
     ] = 1.0,
-    num_cpus: Annotated[
-        int | None, typer.Option("--num-cpus", min=1, help="CPUs of the local Ray instance (all by default).")
-    ] = None,
+    num_cpus: NumCpus = None,
 ) -> None:
     """Process a folder of videos in parallel on Ray; files done before with the same config and
     models are skipped. Exits 2 when a file failed (the others still finish)."""
@@ -110,10 +104,10 @@ def _print_table(console: Console, results: list[dict[str, Any]], report: dict[s
         table.add_row(
             Path(r["file"]).name,
             r["status"],
-            _figure(r["frames"]),
-            _figure(r["fps"], ".1f"),
-            _figure(r["detections"]),
-            _figure(r["wall_s"], ".1f") if r["status"] != "skipped" else "-",
+            figure(r["frames"]),
+            figure(r["fps"], ".1f"),
+            figure(r["detections"]),
+            figure(r["wall_s"], ".1f") if r["status"] != "skipped" else "-",
         )
     console.print(table)
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
@@ -121,7 +115,3 @@ def _print_table(console: Console, results: list[dict[str, Any]], report: dict[s
         f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed; "
         f"Ray ready in {report['ray_start_s']:.1f} s; report: {REPORT_NAME} in the output folder"
     )
-
-
-def _figure(value: Any, spec: str = "") -> str:
-    return "-" if value is None else format(value, spec)

@@ -136,3 +136,29 @@ class Event:
         record.update({key: value for key, value in optional.items() if value is not None})
         record.update(self.extra)
         return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Event:
+        """The event back from its :meth:`to_record` form (events cross process boundaries as records).
+
+        Raises:
+            ValueError: unknown type or field.
+            KeyError: a required field (id, type, time, source, rule) is missing.
+        """
+        fields = dict(record)
+        known = {name: fields.pop(name) for name in _RECORD_FIELDS if name in fields}
+        box = known.pop("box", None)
+        return cls(
+            type=fields.pop("type"),
+            source=fields.pop("source"),
+            time=fields.pop("time"),
+            rule=fields.pop("rule"),
+            id=fields.pop("id"),
+            class_name=known.pop("class", None),
+            box=None if box is None else (box[0], box[1], box[2], box[3]),
+            extra=fields,
+            **known,
+        )
+
+
+_RECORD_FIELDS = ("frame", "pts", "track_id", "class", "score", "box", "zone", "line", "snapshot", "clip")

@@ -50,6 +50,8 @@ class EventsSink:
         video_time: durations on presentation times (files) instead of capture times (live sources).
         rate: the source's frame rate (clips).
         inline: streams that also get every rule event, in frame order (the ``--events`` file).
+        forward: channels owned by the caller that get every event as the outputs do (a cluster
+            actor hands them to its driver); closed with the outputs.
 
     Raises:
         SinkError: an output cannot be opened (outputs opened before it are closed first).
@@ -64,6 +66,7 @@ class EventsSink:
         video_time: bool,
         rate: Fraction | None = None,
         inline: tuple[EventLineSink, ...] = (),
+        forward: tuple[EventChannel, ...] = (),
     ) -> None:
         from streamvision.events.outputs.clip import ClipChannel
         from streamvision.events.outputs.snapshot import SnapshotChannel
@@ -74,10 +77,10 @@ class EventsSink:
         self._inline = inline
         self.by_type: Counter[str] = Counter()
         self._lock = threading.Lock()  # stats() is read from other threads (preview, metrics)
-        self._events: list[EventChannel] = []
+        self._events: list[EventChannel] = list(forward)
         self._snapshots: list[SnapshotChannel] = []
         self._clips: list[ClipChannel] = []
-        self._channels: list[Channel] = []
+        self._channels: list[Channel] = list(forward)
         self._closed = False
         try:
             for i, output in enumerate(config.outputs):
@@ -89,7 +92,7 @@ class EventsSink:
                     self._clips.append(ClipChannel(output, rate, name))
                     self._channels.append(self._clips[-1])
                 else:
-                    channel = _event_channel(output, name, source_id)
+                    channel = open_event_channel(output, name, source_id)
                     self._events.append(channel)
                     self._channels.append(channel)
         except StreamvisionError:
@@ -155,7 +158,7 @@ class EventsSink:
             raise errors[0]
 
 
-def _event_channel(
+def open_event_channel(
     output: JsonLinesOutput | WebhookOutput | MqttOutput, name: str, source_id: str
 ) -> EventChannel:
     """Opens an event output on its own thread.

@@ -1,0 +1,155 @@
+"""One source's pipeline as a Ray actor: ``streamvision cluster run`` starts one per source.
+
+The actor runs an unchanged :class:`~streamvision.pipeline.Pipeline` on a thread of its own, started by
+the constructor, so a restarted actor (Ray re-runs the constructor on a surviving node) goes straight
+back to work. The driver polls it for the events its rules raised and for its figures; events travel
+as return values of those calls (Ray's own transport).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any, Literal
+
+from streamvision.config import PipelineConfig
+from streamvision.errors import StreamvisionError
+from streamvision.events.event import Event
+
+log = logging.getLogger(__name__)
+
+ActorState = Literal["starting", "running", "finished", "stopped", "failed"]
+
+
+class ForwardedEvents:
+    """An event channel that keeps events until the driver collects them with :meth:`take`."""
+
+    name = "forward"
+
+    def __init__(self) -> None:
+        self._events: deque[Event] = deque()
+        self.submitted = 0
+
+    def submit(self, event: Event) -> None:
+        self._events.append(event)  # deque appends and pops are atomic: no lock needed
+        self.submitted += 1
+
+    def take(self) -> list[dict[str, Any]]:
+        """Every event submitted since the last call, as JSON-ready records, oldest first."""
+        taken = []
+        while self._events:
+            taken.append(self._events.popleft().to_record())
+        return taken
+
+    def stats(self) -> dict[str, Any]:
+        return {"submitted": self.submitted, "backlog": len(self._events)}
+
+    def close(self) -> None:
+        """Nothing to finish: the driver collects what is left after the pipeline ends."""
+
+
+class SourceActor:
+    """Runs one source's pipeline; made a Ray actor class by :func:`streamvision.cluster.fleet.actor_class`.
+
+    Args:
+        config: a single-source pipeline config, its outputs already named for this source. A
+            restarted actor writes next to the files of the one before (see :func:`next_outputs`).
+
+    Never raises: a pipeline that cannot open or fails later reports ``state: failed`` with its error.
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = next_outputs(config) if _reconstructed() else config
+        self.incarnation = uuid.uuid4().hex
+        self.state: ActorState = "starting"
+        self.error: str | None = None
+        self.first_frame_at: float | None = None  # seconds since the epoch
+        self._forward = ForwardedEvents()
+        self._pipeline: Any = None
+        self._stop_requested = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sv-fleet-pipeline", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from streamvision.pipeline import Pipeline
+
+        try:
+            self._pipeline = Pipeline(self.config, forward_events=(self._forward,))
+            if self._stop_requested.is_set():
+                self._pipeline.request_stop("fleet stopped")
+            self.state = "running"
+            self._pipeline.run(progress=self._on_frame)
+        except Exception as exc:  # the driver decides about restarts: the failure is reported as data
+            self.error = str(exc) if isinstance(exc, StreamvisionError) else f"{type(exc).__name__}: {exc}"
+            log.warning("source %s failed: %s", self.config.source.id, self.error)
+            self.state = "failed"
+            return
+        self.state = "stopped" if self._stop_requested.is_set() else "finished"
+
+    def _on_frame(self, pipeline: Any) -> None:
+        if self.first_frame_at is None:
+            self.first_frame_at = time.time()
+
+    def poll(self) -> dict[str, Any]:
+        """The state, the node, the events since the last poll and the pipeline's figures so far."""
+        import ray
+
+        pipeline = self._pipeline
+        return {
+            "incarnation": self.incarnation,
+            "state": self.state,
+            "error": self.error,
+            "node": ray.util.get_node_ip_address(),
+            "first_frame_at": self.first_frame_at,
+            "events": self._forward.take(),
+            "summary": None if pipeline is None else pipeline.summary(),
+        }
+
+    def stop(self, timeout: float) -> dict[str, Any]:
+        """Stops the pipeline (its outputs are finalized) and waits up to ``timeout`` s; then polls."""
+        self._stop_requested.set()
+        if self._pipeline is not None:
+            self._pipeline.request_stop("fleet stopped")
+        self._thread.join(timeout)
+        return self.poll()
+
+
+def next_outputs(config: PipelineConfig) -> PipelineConfig:
+    """``config`` with each output file (video, per-frame events, report) that exists already renamed to
+    the first free ``name.N.ext``, so a restarted pipeline keeps what the one before it wrote."""
+    outputs = config.outputs
+    events = outputs.events
+    return config.model_copy(
+        update={
+            "outputs": outputs.model_copy(
+                update={
+                    "video": _free(outputs.video),
+                    "report": _free(outputs.report),
+                    "events": events if events in (None, "-") else str(_free(Path(str(events)))),
+                }
+            )
+        }
+    )
+
+
+def _free(path: Path | None) -> Path | None:
+    if path is None or not path.exists():
+        return path
+    n = 1
+    while (candidate := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+        n += 1
+    return candidate
+
+
+def _reconstructed() -> bool:
+    """True in an actor Ray has restarted (after its node or process died, or the driver killed it)."""
+    import ray
+
+    with warnings.catch_warnings():  # Ray 2.60 warns about an API it uses itself inside this call
+        warnings.simplefilter("ignore")
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)

@@ -1,0 +1,176 @@
+"""``streamvision cluster run`` on real Ray: a two-node cluster losing a node, and a local instance with a
+source that keeps failing.
+
+The two-node cluster is a head started with ``ray start --head`` and a second node joined as its own
+``ray start`` process inside a network namespace (tests/ray_nodes.py): killing every process in that
+namespace is a machine dying. Each test runs the command as a user does, as its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ray_nodes import (  # before Ray: it sets the environment Ray reads
+    TwoNodes,
+    kill_node,
+    network_namespaces_available,
+    node_pids,
+    remove_two_nodes,
+    start_two_nodes,
+)
+
+pytest.importorskip("ray")
+
+from tests.conftest import count_frames, decode_all, write_clip
+from tests.event_servers import wait_for
+
+pytestmark = pytest.mark.cluster
+
+FACES = {"type": "face_detection", "model": "blazeface_short", "score_threshold": 0.5}
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
+    if not network_namespaces_available():
+        pytest.skip("a second Ray node needs a network namespace: root and iproute2")
+    nodes = start_two_nodes(2, tmp_path_factory.mktemp("ray"))
+    try:
+        yield nodes
+    finally:
+        remove_two_nodes(nodes)
+
+
+@pytest.fixture(scope="module")
+def camera_clip(tmp_path_factory: pytest.TempPathFactory, sample_clip: Path) -> Path:
+    """80 s of the sample clip at 30 fps, played in real time as a camera would deliver it."""
+    frames = decode_all(sample_clip)
+    return write_clip(tmp_path_factory.mktemp("clips") / "camera.mp4", frames * 20, Fraction(30))
+
+
+def write_fleet(folder: Path, sources: list[dict[str, Any]], **cluster: Any) -> Path:
+    fleet = {
+        "cluster": {"cpus_per_source": 1, "poll_interval": 0.25, **cluster},
+        "pipeline": {
+            "stages": [FACES],
+            "threads": 1,
+            "events": {"rules": [{"type": "appear"}], "outputs": [{"type": "jsonl", "path": "events.jsonl"}]},
+            "outputs": {"video": "out.mp4", "events": "frames.jsonl"},
+        },
+        "sources": sources,
+    }
+    path = folder / "fleet.yaml"
+    path.write_text(json.dumps(fleet))  # JSON is YAML
+    return path
+
+
+def fleet_command(folder: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "streamvision", "cluster", "run", "-c", str(folder / "fleet.yaml"),
+            "--report", str(folder / "report.json"), *args]  # fmt: skip
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def source_on_node(nodes: TwoNodes, ids: list[str]) -> list[str]:
+    """The sources whose pipelines run on the second node: its processes hold their output files open."""
+    found = set()
+    for pid in node_pids(nodes):
+        try:
+            targets = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        found |= {sid for sid in ids for target in targets if target.endswith(f"frames.{sid}.jsonl")}
+    return sorted(found)
+
+
+def test_a_dead_node_moves_its_pipeline_to_the_head_and_ctrl_c_stops_the_fleet(
+    two_nodes: TwoNodes, camera_clip: Path, tmp_path: Path
+) -> None:
+    ids = ["door", "yard"]
+    write_fleet(
+        tmp_path, [{"uri": str(camera_clip), "id": sid, "realtime": True} for sid in ids], max_restarts=2
+    )
+    log = (tmp_path / "fleet.log").open("w")
+    driver = subprocess.Popen(
+        fleet_command(tmp_path, "--address", two_nodes.address), cwd=tmp_path, stdout=log, stderr=log,
+        env={**two_nodes.env, "COLUMNS": "150"},
+    )  # fmt: skip
+    try:
+        frames = {sid: tmp_path / f"frames.{sid}.jsonl" for sid in ids}
+        assert wait_for(lambda: all(len(lines(f)) > 30 for f in frames.values()), timeout=120, step=0.5)
+        on_node = source_on_node(two_nodes, ids)
+        assert len(on_node) == 1, f"placement: expected one source on the second node, got {on_node}"
+        moved, stayed = on_node[0], next(sid for sid in ids if sid not in on_node)
+
+        killed_at = kill_node(two_nodes)
+        stayed_at_kill = len(lines(frames[stayed]))
+
+        def back_online() -> bool:
+            return any(
+                e["type"] == "source_online" and e["source"] == moved
+                for e in lines(tmp_path / "events.jsonl")
+            )
+
+        assert wait_for(back_online, timeout=180, step=0.25), (tmp_path / "fleet.log").read_text()
+        assert len(lines(frames[stayed])) > stayed_at_kill  # the head kept processing its own source
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(60) == 128 + signal.SIGINT
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    rows = {row["source"]: row for row in report["sources"]}
+    assert report["stopped_by"] == "SIGINT"
+    assert rows[stayed]["restarts"] == 0 and rows[stayed]["recoveries"] == []
+    assert rows[stayed]["node"] == two_nodes.head_ip
+    assert rows[moved]["restarts"] == 1 and rows[moved]["node"] == two_nodes.head_ip
+    (recovery,) = rows[moved]["recoveries"]
+    assert recovery["node"] == two_nodes.head_ip
+    recovered_s = recovery["first_frame_at"] - killed_at
+    print(f"node killed -> {moved} processing on the head again: {recovered_s:.1f} s")  # for the record
+    assert recovered_s > 0
+    assert {row["state"] for row in rows.values()} == {"stopped"}
+
+    status = [(e["type"], e["source"]) for e in lines(tmp_path / "events.jsonl") if e["rule"] == "source"]
+    assert status == [("source_offline", moved), ("source_online", moved)]
+    # Ctrl-C finalized every output still being written; the dead node's files stay as it left them
+    assert count_frames(tmp_path / f"out.{stayed}.mp4") == rows[stayed]["frames"]
+    assert count_frames(tmp_path / f"out.{moved}.1.mp4") == rows[moved]["frames"]
+    assert len(lines(frames[moved])) > 30  # what the first actor wrote is kept beside the new files
+
+
+def test_a_failing_source_is_restarted_then_reported_while_the_others_finish(
+    sample_clip: Path, tmp_path: Path
+) -> None:
+    sources = [{"uri": str(sample_clip), "id": "good"}, {"uri": str(tmp_path / "missing.mp4"), "id": "bad"}]
+    write_fleet(tmp_path, sources, max_restarts=2)
+    result = subprocess.run(
+        fleet_command(tmp_path, "--num-cpus", "2"), cwd=tmp_path, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "COLUMNS": "150"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "source bad" in errors[0] and "missing.mp4" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    rows = {row["source"]: row for row in json.loads((tmp_path / "report.json").read_text())["sources"]}
+    assert rows["bad"]["state"] == "failed" and rows["bad"]["restarts"] == 2
+    assert rows["good"]["state"] == "finished" and rows["good"]["frames"] == 120
+    assert "good" in result.stdout and "failed" in result.stdout
+    status = [(e["type"], e["source"]) for e in lines(tmp_path / "events.jsonl") if e["rule"] == "source"]
+    assert status == [("source_offline", "bad")]
+    appeared = [e for e in lines(tmp_path / "events.jsonl") if e["type"] == "object_appeared"]
+    assert appeared and {e["source"] for e in appeared} == {"good"}
+    assert count_frames(tmp_path / "out.good.mp4") == 120
