@@ -1,5 +1,5 @@
 """``streamvision cluster run`` on real Ray: a two-node cluster losing a node, and a local instance with a
-source that keeps failing.
+source that keeps failing while the others' events reach a real webhook receiver and mosquitto.
 
 The two-node cluster is a head started with ``ray start --head`` and a second node joined as its own
 ``ray start`` process inside a network namespace (tests/ray_nodes.py): killing every process in that
@@ -32,7 +32,14 @@ from tests.ray_nodes import (  # before Ray: it sets the environment Ray reads
 pytest.importorskip("ray")
 
 from tests.conftest import count_frames, decode_all, write_clip
-from tests.event_servers import wait_for
+from tests.event_servers import (  # noqa: F401 - fixtures
+    Receiver,
+    Subscriber,
+    mosquitto,
+    needs_mosquitto,
+    receiver,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -57,13 +64,17 @@ def camera_clip(tmp_path_factory: pytest.TempPathFactory, sample_clip: Path) -> 
     return write_clip(tmp_path_factory.mktemp("clips") / "camera.mp4", frames * 20, Fraction(30))
 
 
-def write_fleet(folder: Path, sources: list[dict[str, Any]], **cluster: Any) -> Path:
+def write_fleet(
+    folder: Path, sources: list[dict[str, Any]], outputs: list[dict[str, Any]] | None = None, **cluster: Any
+) -> Path:
+    """A fleet of face pipelines; rule events go to ``outputs`` (events.jsonl by default)."""
+    outputs = outputs or [{"type": "jsonl", "path": "events.jsonl"}]
     fleet = {
         "cluster": {"cpus_per_source": 1, "poll_interval": 0.25, **cluster},
         "pipeline": {
             "stages": [FACES],
             "threads": 1,
-            "events": {"rules": [{"type": "appear"}], "outputs": [{"type": "jsonl", "path": "events.jsonl"}]},
+            "events": {"rules": [{"type": "appear"}], "outputs": outputs},
             "outputs": {"video": "out.mp4", "events": "frames.jsonl"},
         },
         "sources": sources,
@@ -152,15 +163,27 @@ def test_a_dead_node_moves_its_pipeline_to_the_head_and_ctrl_c_stops_the_fleet(
     assert len(lines(frames[moved])) > 30  # what the first actor wrote is kept beside the new files
 
 
-def test_a_failing_source_is_restarted_then_reported_while_the_others_finish(
-    sample_clip: Path, tmp_path: Path
+@needs_mosquitto
+def test_a_failing_source_is_restarted_then_reported_while_events_reach_jsonl_webhook_and_mqtt(
+    sample_clip: Path,
+    tmp_path: Path,
+    mosquitto: int,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
 ) -> None:
+    receiver.start()
+    subscriber = Subscriber(mosquitto)
+    outputs = [
+        {"type": "jsonl", "path": "events.jsonl"},
+        {"type": "webhook", "url": receiver.url, "spool": "spool"},
+        {"type": "mqtt", "port": mosquitto},
+    ]
     sources = [{"uri": str(sample_clip), "id": "good"}, {"uri": str(tmp_path / "missing.mp4"), "id": "bad"}]
-    write_fleet(tmp_path, sources, max_restarts=2)
+    write_fleet(tmp_path, sources, outputs, max_restarts=2)
     result = subprocess.run(
         fleet_command(tmp_path, "--num-cpus", "2"), cwd=tmp_path, capture_output=True, text=True,
         timeout=300, env={**os.environ, "COLUMNS": "150"},
     )  # fmt: skip
+    subscriber.close()
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "source bad" in errors[0] and "missing.mp4" in errors[0], result.stderr
@@ -169,8 +192,16 @@ def test_a_failing_source_is_restarted_then_reported_while_the_others_finish(
     assert rows["bad"]["state"] == "failed" and rows["bad"]["restarts"] == 2
     assert rows["good"]["state"] == "finished" and rows["good"]["frames"] == 120
     assert "good" in result.stdout and "failed" in result.stdout
-    status = [(e["type"], e["source"]) for e in lines(tmp_path / "events.jsonl") if e["rule"] == "source"]
-    assert status == [("source_offline", "bad")]
-    appeared = [e for e in lines(tmp_path / "events.jsonl") if e["type"] == "object_appeared"]
-    assert appeared and {e["source"] for e in appeared} == {"good"}
     assert count_frames(tmp_path / "out.good.mp4") == 120
+
+    events = lines(tmp_path / "events.jsonl")
+    assert [(e["type"], e["source"]) for e in events if e["rule"] == "source"] == [("source_offline", "bad")]
+    appeared = [e for e in events if e["type"] == "object_appeared"]
+    assert appeared and {e["source"] for e in appeared} == {"good"}
+    # the driver delivered every event to the webhook and to MQTT, topics per source
+    assert sorted(e["id"] for e in receiver.received()) == sorted(e["id"] for e in events)
+    assert sorted(e["id"] for _, e, _ in subscriber.events()) == sorted(e["id"] for e in events)
+    assert {t for t, _, _ in subscriber.events()} == {
+        "streamvision/good/object_appeared", "streamvision/bad/source_offline"
+    }  # fmt: skip
+    assert subscriber.on("streamvision/bad/availability")[-1] == b"offline"
