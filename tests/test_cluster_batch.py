@@ -1,6 +1,7 @@
-"""``streamvision batch`` on a real Ray cluster: a head node started with ``ray start`` on loopback.
+"""``streamvision batch`` on a real Ray cluster: a head started with ``ray start --head`` and a second
+node joined as its own ``ray start`` process (tests/ray_nodes.py).
 
-One head serves the whole module (Ray starts slowly on two cores); each test runs the command as a
+One cluster serves the whole module (Ray starts slowly on two cores); each test runs the command as a
 user does, as its own process connecting with ``--address``.
 """
 
@@ -12,11 +13,20 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.ray_nodes import start_head, stop_all  # before Ray: it sets the environment Ray reads
+from tests.ray_nodes import (  # before Ray: it sets the environment Ray reads
+    LOOPBACK,
+    network_namespaces_available,
+    remove_two_nodes,
+    start_head,
+    start_two_nodes,
+    stop_all,
+)
 
 ray = pytest.importorskip("ray")
 
@@ -35,13 +45,30 @@ CONFIG = {
 }
 
 
+@dataclass(frozen=True)
+class Cluster:
+    address: str
+    env: dict[str, str]
+    nodes: set[str]
+    """The addresses of its nodes."""
+
+
 @pytest.fixture(scope="module")
-def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Ray head node on loopback with two CPUs; its address. Stopped (``ray stop --force``) after."""
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A head and a second node (tests/ray_nodes.py), two CPUs each; a head on loopback alone where
+    this process may not make network namespaces. Stopped (``ray stop --force``) after."""
+    temp_dir = tmp_path_factory.mktemp("ray")
+    if not network_namespaces_available():
+        try:
+            yield Cluster(start_head(2, temp_dir), dict(os.environ), {LOOPBACK})
+        finally:
+            stop_all()
+        return
+    nodes = start_two_nodes(2, temp_dir)
     try:
-        yield start_head(2, tmp_path_factory.mktemp("ray"))
+        yield Cluster(nodes.address, nodes.env, {nodes.head_ip, nodes.node_ip})
     finally:
-        stop_all()
+        remove_two_nodes(nodes)
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +81,11 @@ def clips(tmp_path_factory: pytest.TempPathFactory, sample_clip: Path) -> Path:
     return folder
 
 
-def batch(folder: Path, config: Path, out: Path, address: str) -> subprocess.CompletedProcess[str]:
+def batch(folder: Path, config: Path, out: Path, cluster: Cluster) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamvision", "batch", str(folder), "-c", str(config), "-o", str(out),
-         "--address", address],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "150"},
+         "--address", cluster.address],
+        capture_output=True, text=True, timeout=300, env={**cluster.env, "COLUMNS": "150"},
     )  # fmt: skip
 
 
@@ -73,9 +100,12 @@ def frame_lines(path: Path) -> list[dict[str, object]]:
     return [r for r in records if r["type"] == "frame"]
 
 
+def report_rows(out: Path) -> list[dict[str, Any]]:
+    return list(json.loads((out / "batch-report.json").read_text())["files"])
+
+
 def statuses(out: Path) -> dict[str, str]:
-    report = json.loads((out / "batch-report.json").read_text())
-    return {Path(r["file"]).name: r["status"] for r in report["files"]}
+    return {Path(r["file"]).name: r["status"] for r in report_rows(out)}
 
 
 def single_process(config: PipelineConfig, clips: Path, out: Path) -> dict[str, list[dict[str, object]]]:
@@ -89,13 +119,14 @@ def single_process(config: PipelineConfig, clips: Path, out: Path) -> dict[str, 
 
 
 def test_batch_gives_the_single_process_detections_and_resumes(
-    head: str, clips: Path, tmp_path: Path
+    cluster: Cluster, clips: Path, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path / "faces.yaml")
     out = tmp_path / "out"
-    first = batch(clips, config, out, head)
+    first = batch(clips, config, out, cluster)
     assert first.returncode == 0, first.stderr
     assert statuses(out) == {f"clip{i}.mp4": "done" for i in range(CLIPS)}
+    assert {row["node"] for row in report_rows(out)} == cluster.nodes  # spread over every node
     assert "clip0.mp4" in first.stdout and "3 done, 0 skipped, 0 failed" in first.stdout
     expected = single_process(parse_config(CONFIG), clips, tmp_path / "single")
     for i in range(CLIPS):
@@ -107,28 +138,30 @@ def test_batch_gives_the_single_process_detections_and_resumes(
         assert json.loads((out / f"clip{i}" / "report.json").read_text())["frames_out"] == CLIP_FRAMES
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob(f"*/{STAMP}")}
-    second = batch(clips, config, out, head)
+    second = batch(clips, config, out, cluster)
     assert second.returncode == 0, second.stderr
     assert set(statuses(out).values()) == {"skipped"}
     assert {p: p.stat().st_mtime_ns for p in out.glob(f"*/{STAMP}")} == stamps
 
 
-def test_a_changed_config_reprocesses_every_file(head: str, clips: Path, tmp_path: Path) -> None:
+def test_a_changed_config_reprocesses_every_file(cluster: Cluster, clips: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert batch(clips, write_config(tmp_path / "a.yaml", 0.5), out, head).returncode == 0
-    changed = batch(clips, write_config(tmp_path / "b.yaml", 0.9), out, head)
+    assert batch(clips, write_config(tmp_path / "a.yaml", 0.5), out, cluster).returncode == 0
+    changed = batch(clips, write_config(tmp_path / "b.yaml", 0.9), out, cluster)
     assert changed.returncode == 0, changed.stderr
     assert set(statuses(out).values()) == {"done"}
     stamp = json.loads((out / "clip0" / STAMP).read_text())
     assert stamp["fingerprint"]["models"]  # the model hashes are part of what is compared
 
 
-def test_a_corrupt_file_is_reported_and_the_others_finish(head: str, clips: Path, tmp_path: Path) -> None:
+def test_a_corrupt_file_is_reported_and_the_others_finish(
+    cluster: Cluster, clips: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "mixed"
     shutil.copytree(clips, folder)
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4000)
     out = tmp_path / "out"
-    result = batch(folder, write_config(tmp_path / "faces.yaml"), out, head)
+    result = batch(folder, write_config(tmp_path / "faces.yaml"), out, cluster)
     assert result.returncode == 2
     assert statuses(out) == {"broken.mp4": "failed", **{f"clip{i}.mp4": "done" for i in range(CLIPS)}}
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -131,8 +131,8 @@ def process_file(item: BatchItem, fingerprint: dict[str, Any]) -> dict[str, Any]
     except Exception as exc:  # a task reports its failure as data: one bad file must not stop the batch
         error = str(exc) if isinstance(exc, StreamvisionError) else f"{type(exc).__name__}: {exc}"
         log.info("%s failed: %s", item.video, error)
-        return _result(item, "failed", time.monotonic() - started, error=error)
-    result = _result(item, "done", time.monotonic() - started, summary)
+        return _result(item, "failed", time.monotonic() - started, error=error, node=_node_ip())
+    result = _result(item, "done", time.monotonic() - started, summary, node=_node_ip())
     report = item.config.outputs.report
     if report is not None:
         report.write_text(json.dumps(summary, indent=2) + "\n")
@@ -147,11 +147,13 @@ def _result(
     wall_s: float,
     summary: dict[str, Any] | None = None,
     error: str | None = None,
+    node: str | None = None,
 ) -> dict[str, Any]:
     summary = summary or {}
     return {
         "file": str(item.video),
         "out_dir": str(item.out_dir),
+        "node": node,
         "status": status,
         "frames": summary.get("frames_out"),
         "fps": summary.get("fps_out"),
@@ -159,6 +161,15 @@ def _result(
         "wall_s": round(wall_s, 3),
         "error": error,
     }
+
+
+def _node_ip() -> str | None:
+    """The address of the Ray node this runs on; None outside Ray."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    return str(ray.util.get_node_ip_address()) if ray.is_initialized() else None
 
 
 def run_batch(
@@ -169,6 +180,8 @@ def run_batch(
     on_result: ResultCallback | None = None,
 ) -> list[dict[str, Any]]:
     """Processes ``items`` as Ray tasks on the connected cluster and returns a result per item, in order.
+
+    The tasks are spread over the nodes (Ray's SPREAD strategy); each result names its node.
 
     Items done before with ``fingerprint`` come back as ``skipped`` without a task. A task that dies
     with its worker or node is retried once by Ray, then reported as ``failed``. ``on_result`` is
@@ -184,7 +197,7 @@ def run_batch(
             results[index] = {**before, "status": "skipped"}
             if on_result is not None:
                 on_result(results[index])
-    task = ray.remote(num_cpus=cpus_per_task, max_retries=1)(process_file)
+    task = ray.remote(num_cpus=cpus_per_task, max_retries=1, scheduling_strategy="SPREAD")(process_file)
     pending = {task.remote(item, fingerprint): i for i, item in enumerate(items) if i not in results}
     try:
         while pending:

@@ -98,12 +98,13 @@ def _print_table(console: Console, results: list[dict[str, Any]], report: dict[s
     from rich.table import Table
 
     table = Table(title=f"streamvision batch: {len(results)} files in {report['wall_s']:.1f} s")
-    for column in ("file", "status", "frames", "fps", "detections", "seconds"):
-        table.add_column(column, justify="left" if column in ("file", "status") else "right")
+    for column in ("file", "status", "node", "frames", "fps", "detections", "seconds"):
+        table.add_column(column, justify="left" if column in ("file", "status", "node") else "right")
     for r in results:
         table.add_row(
             Path(r["file"]).name,
             r["status"],
+            r.get("node") or "-",
             figure(r["frames"]),
             figure(r["fps"], ".1f"),
             figure(r["detections"]),
