@@ -88,7 +88,7 @@ def run(
         summary["stopped_by"] = stopped_by.get("signal")
         _print_summary(console, summary)
         if pipeline_config.outputs.report is not None:
-            _write_report(pipeline_config.outputs.report, summary)
+            write_report(pipeline_config.outputs.report, summary)
         exit_for_signal(stopped_by)
 
 
@@ -107,7 +107,7 @@ def _run_several(config: Any, console: Console) -> None:
         summary["stopped_by"] = stopped_by.get("signal")
         _print_summary(console, summary)
     if config.outputs.report is not None:
-        _write_report(config.outputs.report, {"sources": summaries})
+        write_report(config.outputs.report, {"sources": summaries})
     exit_for_signal(stopped_by)
     for source_id, error in multi.errors.items():
         typer.echo(f"error: source {source_id}: {error}", err=True)
@@ -178,7 +178,12 @@ def _p50_p95(ms: dict[str, float | None]) -> str:
     return f"p50 {ms['p50']:.1f}, p95 {ms['p95']:.1f}"
 
 
-def _write_report(path: Path, summary: dict[str, Any]) -> None:
+def write_report(path: Path, summary: dict[str, Any]) -> None:
+    """Writes ``summary`` as indented JSON, making the folder if needed.
+
+    Raises:
+        SinkError: the file cannot be written.
+    """
     from streamvision.errors import SinkError
 
     try:

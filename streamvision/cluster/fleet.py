@@ -15,16 +15,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamvision.cluster.actor import SourceActor
-from streamvision.cluster.fleet_config import Fleet, FleetMember
+from streamvision.cluster.fleet_config import ClusterSettings, Fleet, FleetMember
 from streamvision.events.engine import status_event
 from streamvision.events.event import Event
 from streamvision.events.sink import open_event_channel
 from streamvision.events.worker import EventChannel
-from streamvision.sources.reconnect import SourceStatus
+from streamvision.sources.reconnect import SourceStatus, StatusKind
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class SourceRow:
         }
 
 
-def actor_class(ray: Any, settings: Any) -> Any:
+def actor_class(ray: Any, settings: ClusterSettings) -> Any:
     """:class:`SourceActor` as a Ray actor class with the fleet's restart limit (CPUs are per source)."""
     strategy = "SPREAD" if settings.placement == "spread" else "DEFAULT"
     return ray.remote(max_restarts=settings.max_restarts, max_task_retries=0, scheduling_strategy=strategy)(
@@ -106,14 +107,13 @@ class FleetRunner:
         cls = actor_class(ray, fleet.settings)
         try:
             for member in fleet.members:
-                channels = [
-                    open_event_channel(output, f"{output.type}.{i}", member.source_id)
-                    for i, output in enumerate(member.forwarded_outputs)
-                ]
-                actor = cls.options(num_cpus=member.cpus).remote(member.config)
-                self.rows.append(SourceRow(member, actor, channels))
+                row = SourceRow(member, None, [])
+                self.rows.append(row)
+                for i, output in enumerate(member.forwarded_outputs):
+                    row.channels.append(open_event_channel(output, f"{output.type}.{i}", member.source_id))
+                row.actor = cls.options(num_cpus=member.cpus).remote(member.config)
         except Exception:
-            self._close_channels()
+            self._close_channels()  # actors started so far end with the Ray connection
             raise
 
     def request_stop(self, reason: str = "stopped") -> None:
@@ -122,7 +122,7 @@ class FleetRunner:
             self.stop_reason = reason
             self._stop.set()
 
-    def run(self, on_poll: Any = None) -> list[SourceRow]:
+    def run(self, on_poll: Callable[[list[SourceRow]], None] | None = None) -> list[SourceRow]:
         """Polls the actors until every source has ended or a stop is requested; returns the rows.
 
         ``on_poll(rows)`` is called after each round of polls.
@@ -136,7 +136,8 @@ class FleetRunner:
                 self._stop_all()
         finally:
             for row in self.rows:
-                self._ray.kill(row.actor, no_restart=True)
+                if row.actor is not None:
+                    self._ray.kill(row.actor, no_restart=True)
             self._close_channels()
         return self.rows
 
@@ -176,7 +177,10 @@ class FleetRunner:
         state = report["state"]
         if state == "failed":
             row.error = report["error"]
-            self._restart_or_fail(row)
+            if self._stop.is_set():
+                row.state = "failed"  # stopping: no restart
+            else:
+                self._restart_or_fail(row)
             return
         row.state = state
         if row.offline_since is not None:
@@ -227,7 +231,7 @@ class FleetRunner:
         row.error = error
         self._ray.kill(row.actor, no_restart=True)
 
-    def _status(self, row: SourceRow, kind: Any, reason: str, offline_s: float | None) -> None:
+    def _status(self, row: SourceRow, kind: StatusKind, reason: str, offline_s: float | None) -> None:
         events = row.member.config.events
         if events is None or events.source_status:
             status = SourceStatus(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +14,6 @@ from streamvision.cli_errors import EXIT_USAGE, reported_errors
 from streamvision.cluster.options import Address, NumCpus, figure
 
 cluster_app = typer.Typer(help="Run many sources on a Ray cluster (extra 'cluster').", no_args_is_help=True)
-log = logging.getLogger(__name__)
 
 
 @cluster_app.command("run")
@@ -31,6 +28,7 @@ def run_fleet(
     """Run each source's pipeline as a Ray actor until every source ends or Ctrl-C stops the fleet.
     Exits 2 when a source failed for good (after its restarts)."""
     with reported_errors():
+        from streamvision.cli import write_report
         from streamvision.cli_signals import exit_for_signal, stop_on_signals
         from streamvision.cluster import connect
         from streamvision.cluster.fleet import FleetRunner
@@ -54,8 +52,7 @@ def run_fleet(
             "sources": records,
         }
         if report is not None:
-            report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(json.dumps(summary, indent=2) + "\n")
+            write_report(report, summary)
         Console().print(fleet_table(records, f"streamvision fleet: {len(records)} sources"))
         exit_for_signal(stopped_by)
         failed = [r for r in records if r["state"] == "failed"]
