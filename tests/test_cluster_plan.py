@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 from pathlib import Path
 
 import pytest
 
-from streamvision.cluster import require_ray
+from streamvision.cluster import check_reachable, require_ray
 from streamvision.cluster.batch import FRAMES, STAMP, BatchItem, done_before, find_videos, plan
 from streamvision.cluster.fingerprint import config_sha256, fingerprint, model_sha256s
 from streamvision.config import parse_config
@@ -99,3 +100,18 @@ def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray imports
     with pytest.raises(ClusterError, match=r"streamvision\[cluster\]"):
         require_ray()
+
+
+def test_an_unreachable_cluster_address_fails_at_once() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: refused
+    with pytest.raises(ClusterError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(ClusterError, match="expected HOST:PORT"):
+        check_reachable("head-node")
+    check_reachable("auto")  # left to Ray
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_reachable(f"127.0.0.1:{server.getsockname()[1]}")

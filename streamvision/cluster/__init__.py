@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from types import ModuleType
 
 from streamvision.errors import ClusterError
@@ -51,6 +52,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> ModuleType:
     ray = require_ray()
     if ray.is_initialized():
         return ray
+    if address is not None:
+        check_reachable(address)
     try:
         if address is None:
             ray.init(
@@ -68,3 +71,22 @@ def connect(address: str | None, num_cpus: int | None = None) -> ModuleType:
         raise ClusterError(f"cannot connect to {where}: {exc}") from None
     log.info("connected to Ray: %s", ray.cluster_resources())
     return ray
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fails fast when nothing listens at a ``HOST:PORT`` cluster address (Ray itself retries for minutes).
+
+    ``auto`` and ``ray://`` (Ray Client) addresses are left to Ray.
+
+    Raises:
+        ClusterError: the address is malformed, or no connection opens within ``timeout`` seconds.
+    """
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address!r}: expected HOST:PORT (the head's port, 6379 by default)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
