@@ -55,6 +55,8 @@ class MtcnnFaceDetector:
                     f"MTCNN's {name.split('_')[1]}"
                 )
         self._input = specs[0].input
+        # The three nets run one after another, never at once: the stage counts as one session of the
+        # thread budget (model_sessions = 1) and each net gets that session's whole share.
         self._pnet, self._rnet, self._onet = (context.load_model(name) for name in NETS)
         self._rnet_size = specs[1].input.size[0]
         self._onet_size = specs[2].input.size[0]
