@@ -1,5 +1,6 @@
 """``streamvision cluster run`` on real Ray: a two-node cluster losing a node, and a local instance with a
-source that keeps failing while the others' events reach a real webhook receiver and mosquitto.
+source that keeps failing while the others' events reach a real webhook receiver and mosquitto, and a
+real RTSP camera that drops and comes back.
 
 The two-node cluster is a head started with ``ray start --head`` and a second node joined as its own
 ``ray start`` process inside a network namespace (tests/ray_nodes.py): killing every process in that
@@ -13,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from tests.event_servers import (  # noqa: F401 - fixtures
     receiver,
     wait_for,
 )
+from tests.test_rtsp import SERVER_MISSING as RTSP_MISSING
+from tests.test_rtsp import RtspServer, make_server  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.cluster
 
@@ -205,3 +208,41 @@ def test_a_failing_source_is_restarted_then_reported_while_events_reach_jsonl_we
         "streamvision/good/object_appeared", "streamvision/bad/source_offline"
     }  # fmt: skip
     assert subscriber.on("streamvision/bad/availability")[-1] == b"offline"
+
+
+@pytest.mark.skipif(RTSP_MISSING is not None, reason=RTSP_MISSING or "")
+def test_a_camera_that_drops_reconnects_inside_its_actor_and_its_status_reaches_the_fleet_outputs(
+    make_server: Callable[..., RtspServer],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    camera = make_server()
+    source = {"uri": camera.url(), "id": "gate", "open_timeout": 3, "stall_timeout": 3,
+              "reconnect": {"initial": 0.2, "max": 1}}  # fmt: skip
+    write_fleet(tmp_path, [source])
+    events = tmp_path / "events.jsonl"
+    driver = subprocess.Popen(
+        fleet_command(tmp_path, "--num-cpus", "2"), cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "150"},
+    )  # fmt: skip
+
+    def status(kind: str) -> list[dict[str, Any]]:
+        return [e for e in lines(events) if e["type"] == kind and e["source"] == "gate"]
+
+    try:
+        assert wait_for(lambda: len(lines(tmp_path / "frames.gate.jsonl")) > 30, timeout=120, step=0.25)
+        camera.kill()
+        assert wait_for(lambda: status("source_offline"), timeout=30, step=0.1)
+        camera.start()
+        assert wait_for(lambda: len(status("source_online")) == 2, timeout=30, step=0.1)
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=60)
+        assert driver.returncode == 128 + signal.SIGINT, stderr
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    first, back = status("source_online")
+    assert first["reason"] == "connected" and back["reason"] == "reconnected" and back["reconnects"] == 1
+    (row,) = json.loads((tmp_path / "report.json").read_text())["sources"]
+    assert row["restarts"] == 0 and row["recoveries"] == []  # the pipeline reconnected, the actor lived on
+    assert row["pipeline"]["reconnects"] == 1 and row["state"] == "stopped"
+    assert count_frames(tmp_path / "out.gate.mp4") == row["frames"]

@@ -51,8 +51,8 @@ def _server_missing() -> str | None:
     return None
 
 
-_MISSING = _server_missing()
-pytestmark = [pytest.mark.rtsp, pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")]
+SERVER_MISSING = _server_missing()
+pytestmark = [pytest.mark.rtsp, pytest.mark.skipif(SERVER_MISSING is not None, reason=SERVER_MISSING or "")]
 
 
 def free_port() -> int:
