@@ -15,7 +15,7 @@ from streamvision.config import parse_config
 from streamvision.errors import ConfigError
 from streamvision.multi import MultiPipeline, per_source
 from tests.conftest import count_frames
-from tests.test_rtsp import _MISSING, RtspServer, free_port
+from tests.test_rtsp import SERVER_MISSING, RtspServer, free_port
 
 
 def test_per_source_configs_do_not_collide(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_two_files_from_the_command_line(tmp_path: Path, sample_clip: Path, astr
 
 
 @pytest.mark.rtsp
-@pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+@pytest.mark.skipif(SERVER_MISSING is not None, reason=SERVER_MISSING or "")
 def test_one_source_dies_the_other_keeps_its_frame_rate(
     sample_clip: Path, long_clip: Path, tmp_path: Path
 ) -> None:
