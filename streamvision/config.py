@@ -307,8 +307,9 @@ def load_config(path: Path) -> PipelineConfig:
 def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
     """Returns ``config`` with command-line values applied (None means: keep the file's value).
 
-    Keys: source (one URI or a list), output, show, events, report, preview (a port), max_frames,
-    decoder (for the object_detection stages).
+    Keys: source (one URI or a list; each keeps the settings of the config's first source but its id),
+    output, show, events, report, preview (a port), max_frames, decoder (for the object_detection
+    stages).
     """
     outputs = config.outputs
     output_updates = {
@@ -325,8 +326,12 @@ def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
     updates: dict[str, Any] = {"outputs": outputs.model_copy(update=output_updates)}
     if overrides.get("source"):
         uris = overrides["source"]
+        # the config's source settings (transport, timeouts, reconnect, realtime...) stay; the id is
+        # made from the new URI
+        template = config.sources[0]
         updates["sources"] = [
-            SourceConfig(uri=str(uri)) for uri in ([uris] if isinstance(uris, str) else uris)
+            template.model_copy(update={"uri": str(uri), "id": None})
+            for uri in ([uris] if isinstance(uris, str) else uris)
         ]
     if overrides.get("max_frames") is not None:
         updates["max_frames"] = overrides["max_frames"]

@@ -81,6 +81,15 @@ def test_command_line_overrides_the_file() -> None:
     assert config.max_frames == 5
 
 
+def test_a_command_line_source_keeps_the_config_source_settings() -> None:
+    camera = load_config(CONFIGS / "rtsp_surveillance.yaml")
+    config = with_overrides(camera, source=["rtsp://10.0.0.9/live", "rtsp://10.0.0.10/live"])
+    assert [s.uri for s in config.sources] == ["rtsp://10.0.0.9/live", "rtsp://10.0.0.10/live"]
+    for source in config.sources:
+        assert source.id is None  # made from the new URI, not the config's "yard"
+        assert source.model_copy(update={"uri": camera.source.uri, "id": camera.source.id}) == camera.source
+
+
 def test_copy_with_source_replaces_the_only_source() -> None:
     from streamvision.config import SourceConfig
 
