@@ -153,6 +153,18 @@ def test_http_streams_play(server: MjpegServer, tmp_path: Path, path: str) -> No
     assert sum(1 for e in frames if e["results"]["face_detection"]) >= len(frames) - 5
 
 
+def test_a_finished_hls_playlist_ends_the_run_instead_of_reconnecting(
+    server: MjpegServer, tmp_path: Path
+) -> None:
+    # the playlist ends with #EXT-X-ENDLIST: after its 120 frames the stream is over, not offline
+    playlist = config(server.url("/index.m3u8"), tmp_path, queue_size=256)
+    pipeline = Pipeline(parse_config({**playlist, "max_frames": 400}))  # a replayed playlist stops here
+    summary = pipeline.run()
+    assert summary["frames_in"] == summary["frames_out"] == 120
+    status = [e["event"] for e in read_events(tmp_path / "events.jsonl") if e["type"] == "status"]
+    assert status == ["source_online"] and summary["reconnects"] == 0
+
+
 def test_a_silent_mjpeg_stream_is_detected_and_reopened(
     frames: list[np.ndarray], hls_folder: Path, tmp_path: Path
 ) -> None:

@@ -1,7 +1,8 @@
 """Keeps a live source running: it goes offline on a failure or stall and is reopened with backoff.
 
 :class:`ReconnectingSource` wraps any live source given as a function that opens it. A failed read,
-a stall (no frame within the source's stall timeout) or the end of the stream take it offline; it
+a stall (no frame within the source's stall timeout) or the end of the stream take it offline (a
+stream that has an end, as a finished HLS playlist, ends the run instead); it
 then reopens the source after exponentially growing, jittered waits until it is back or the retries
 run out. Every change is reported as a :class:`SourceStatus` to a callback.
 """
@@ -177,6 +178,9 @@ class ReconnectingSource:
                 if item is not None:
                     self._retries = 0
                     return item
+                if getattr(inner, "ends", False):
+                    log.info("%s: the stream reached its end", self.source_id)
+                    return None
                 reason = "the stream ended"
             self._disconnect()
             self._go_offline(reason)

@@ -103,6 +103,9 @@ class VideoSource:
         rate = self._stream.average_rate or self._stream.base_rate
         self.rate: Fraction | None = Fraction(rate) if rate else None
         self.total_frames = (self._stream.frames or None) if not live else None
+        # an HLS playlist closed with #EXT-X-ENDLIST has a duration (a live one has none)
+        self.ends = live and self._container.format.name == "hls" and self._container.duration is not None
+        """A live stream whose end is the end of the video, not an outage (a finished HLS playlist)."""
         self._frames = self._decode()
         self._decoded = 0
 
