@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from rich.console import Console
 
 from streamvision.cli_errors import EXIT_USAGE, reported_errors, set_debug
 from streamvision.cli_signals import exit_for_signal, stop_on_signals
+from streamvision.reports import write_json
 
 app = typer.Typer(
     add_completion=False,
@@ -88,7 +88,7 @@ def run(
         summary["stopped_by"] = stopped_by.get("signal")
         _print_summary(console, summary)
         if pipeline_config.outputs.report is not None:
-            write_report(pipeline_config.outputs.report, summary)
+            write_json(pipeline_config.outputs.report, summary)
         exit_for_signal(stopped_by)
 
 
@@ -107,7 +107,7 @@ def _run_several(config: Any, console: Console) -> None:
         summary["stopped_by"] = stopped_by.get("signal")
         _print_summary(console, summary)
     if config.outputs.report is not None:
-        write_report(config.outputs.report, {"sources": summaries})
+        write_json(config.outputs.report, {"sources": summaries})
     exit_for_signal(stopped_by)
     for source_id, error in multi.errors.items():
         typer.echo(f"error: source {source_id}: {error}", err=True)
@@ -176,21 +176,6 @@ def _p50_p95(ms: dict[str, float | None]) -> str:
     if ms["p50"] is None:
         return "-"
     return f"p50 {ms['p50']:.1f}, p95 {ms['p95']:.1f}"
-
-
-def write_report(path: Path, summary: dict[str, Any]) -> None:
-    """Writes ``summary`` as indented JSON, making the folder if needed.
-
-    Raises:
-        SinkError: the file cannot be written.
-    """
-    from streamvision.errors import SinkError
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=2) + "\n")
-    except OSError as exc:
-        raise SinkError(f"cannot write report {path}: {exc.strerror or exc}") from None
 
 
 from streamvision.bench.command import bench  # noqa: E402 - registered after the app exists

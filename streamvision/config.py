@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +97,17 @@ class OutputConfig(_Strict):
     """The run summary as JSON."""
     preview: PreviewConfig | None = None
     """A live preview page over HTTP."""
+
+    def with_files(self, change: Callable[[Path], Path]) -> OutputConfig:
+        """A copy with ``change`` applied to each file path: video, per-frame events (not stdout), report."""
+        events = self.events
+        return self.model_copy(
+            update={
+                "video": None if self.video is None else change(self.video),
+                "report": None if self.report is None else change(self.report),
+                "events": events if events in (None, "-") else str(change(Path(str(events)))),
+            }
+        )
 
 
 class PipelineConfig(_Strict):

@@ -1,5 +1,7 @@
 """The errors streamvision reports to a user as one line with exit code 2."""
 
+from streamvision.redact import redact_url
+
 
 class StreamvisionError(Exception):
     """Base class: a problem with the user's input (file, stream, config, model), not a bug."""
@@ -31,3 +33,11 @@ class TrainingError(StreamvisionError):
 
 class ClusterError(StreamvisionError):
     """Ray is missing or a cluster cannot be reached or used (``cluster run``, ``batch``)."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failure reported as data (a batch file, a fleet source): a streamvision error's
+    message, or the type and message of anything else. URL credentials are removed."""
+    text = str(exc) if isinstance(exc, StreamvisionError) else f"{type(exc).__name__}: {exc}"
+    lines = text.strip().splitlines()
+    return redact_url(lines[0] if lines else type(exc).__name__)

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from streamvision.config import PipelineConfig, SourceConfig
+from streamvision.config import OutputConfig, PipelineConfig, SourceConfig
 from streamvision.errors import ConfigError, StreamvisionError
 from streamvision.events.config import MqttOutput, WebhookOutput
 from streamvision.pipeline import Pipeline, ProgressCallback, model_sessions
@@ -66,18 +66,15 @@ def per_source(config: PipelineConfig) -> list[PipelineConfig]:
     return configs
 
 
-def outputs_for(config: PipelineConfig, sid: str, index: int) -> Any:
+def outputs_for(config: PipelineConfig, sid: str, index: int) -> OutputConfig:
     """``config``'s outputs for the source ``sid``, the ``index``-th of several: file names get the id,
     the preview page the port ``index`` places above the configured one."""
-    outputs = config.outputs
-    update: dict[str, Any] = {}
-    if outputs.video is not None:
-        update["video"] = _suffixed(outputs.video, sid)
-    if outputs.events not in (None, "-"):
-        update["events"] = str(_suffixed(Path(str(outputs.events)), sid))
+    outputs = config.outputs.with_files(lambda path: _suffixed(path, sid))
     if outputs.preview is not None and outputs.preview.port != 0:
-        update["preview"] = outputs.preview.model_copy(update={"port": outputs.preview.port + index})
-    return outputs.model_copy(update=update)
+        outputs = outputs.model_copy(
+            update={"preview": outputs.preview.model_copy(update={"port": outputs.preview.port + index})}
+        )
+    return outputs
 
 
 def _events_for(config: PipelineConfig, sid: str) -> Any:

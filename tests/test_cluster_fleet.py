@@ -162,7 +162,7 @@ def test_a_dead_node_moves_its_pipeline_to_the_head_and_ctrl_c_stops_the_fleet(
     assert status == [("source_offline", moved), ("source_online", moved)]
     # Ctrl-C finalized every output still being written; the dead node's files stay as it left them
     assert count_frames(tmp_path / f"out.{stayed}.mp4") == rows[stayed]["frames"]
-    assert count_frames(tmp_path / f"out.{moved}.1.mp4") == rows[moved]["frames"]
+    assert count_frames(tmp_path / f"out.{moved}.restart1.mp4") == rows[moved]["frames"]
     assert len(lines(frames[moved])) > 30  # what the first actor wrote is kept beside the new files
 
 
@@ -246,3 +246,19 @@ def test_a_camera_that_drops_reconnects_inside_its_actor_and_its_status_reaches_
     assert row["restarts"] == 0 and row["recoveries"] == []  # the pipeline reconnected, the actor lived on
     assert row["pipeline"]["reconnects"] == 1 and row["state"] == "stopped"
     assert count_frames(tmp_path / "out.gate.mp4") == row["frames"]
+
+
+def test_sources_beyond_the_cpus_start_when_a_finished_one_gives_its_cpu_back(
+    sample_clip: Path, tmp_path: Path
+) -> None:
+    write_fleet(tmp_path, [{"uri": str(sample_clip), "id": sid} for sid in ("first", "second")])
+    result = subprocess.run(
+        fleet_command(tmp_path, "--num-cpus", "1"), cwd=tmp_path, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "COLUMNS": "150"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "reserve 2 CPUs and the cluster has 1" in result.stderr
+    rows = json.loads((tmp_path / "report.json").read_text())["sources"]
+    assert [(r["state"], r["frames"]) for r in rows] == [("finished", 120)] * 2
+    for sid in ("first", "second"):
+        assert count_frames(tmp_path / f"out.{sid}.mp4") == 120

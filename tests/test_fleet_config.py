@@ -95,19 +95,18 @@ def test_the_command_reports_a_bad_fleet_file_in_one_line(tmp_path: Path) -> Non
     assert "no pipeline" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_restarted_actor_writes_beside_the_files_of_the_one_before(tmp_path: Path) -> None:
-    config = parse_config(
-        {
-            "source": "a.mp4",
-            "outputs": {"video": str(tmp_path / "out.mp4"), "events": str(tmp_path / "f.jsonl")},
-        }
+def test_a_restarted_actor_writes_beside_the_files_of_the_ones_before(tmp_path: Path) -> None:
+    outputs = {"video": str(tmp_path / "out.mp4"), "events": str(tmp_path / "f.jsonl")}
+    config = parse_config({"source": "a.mp4", "outputs": {**outputs, "report": str(tmp_path / "r.json")}})
+    first = next_outputs(config).outputs
+    assert (first.video, first.events) == (tmp_path / "out.restart1.mp4", str(tmp_path / "f.restart1.jsonl"))
+    assert first.report == tmp_path / "r.restart1.json"
+    (tmp_path / "f.restart1.jsonl").write_text("{}\n")  # one file of the first restart is enough
+    second = next_outputs(config).outputs
+    assert (second.video, second.events) == (
+        tmp_path / "out.restart2.mp4",
+        str(tmp_path / "f.restart2.jsonl"),
     )
-    assert next_outputs(config).outputs == config.outputs  # nothing written yet
-    (tmp_path / "out.mp4").write_bytes(b"x")
-    (tmp_path / "out.1.mp4").write_bytes(b"x")
-    (tmp_path / "f.jsonl").write_text("{}\n")
-    moved = next_outputs(config).outputs
-    assert moved.video == tmp_path / "out.2.mp4" and moved.events == str(tmp_path / "f.1.jsonl")
 
 
 def test_events_cross_to_the_driver_as_records_and_come_back_equal() -> None:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from streamvision.config import PipelineConfig
-from streamvision.errors import StreamvisionError
+from streamvision.errors import describe
 from streamvision.events.event import Event
+from streamvision.reports import write_json
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,11 @@ class SourceActor:
             if self._stop_requested.is_set():
                 self._pipeline.request_stop("fleet stopped")
             self.state = "running"
-            self._pipeline.run(progress=self._on_frame)
+            summary = self._pipeline.run(progress=self._on_frame)
+            if self.config.outputs.report is not None:
+                write_json(self.config.outputs.report, summary)
         except Exception as exc:  # the driver decides about restarts: the failure is reported as data
-            self.error = str(exc) if isinstance(exc, StreamvisionError) else f"{type(exc).__name__}: {exc}"
+            self.error = describe(exc)
             log.warning("source %s failed: %s", self.config.source.id, self.error)
             self.state = "failed"
             return
@@ -120,30 +123,20 @@ class SourceActor:
 
 
 def next_outputs(config: PipelineConfig) -> PipelineConfig:
-    """``config`` with each output file (video, per-frame events, report) that exists already renamed to
-    the first free ``name.N.ext``, so a restarted pipeline keeps what the one before it wrote."""
+    """``config`` with its output files (video, per-frame events, report) named ``name.restartN.ext``,
+    N the first number none of them has yet, so a restarted pipeline keeps what the ones before wrote."""
     outputs = config.outputs
-    events = outputs.events
-    return config.model_copy(
-        update={
-            "outputs": outputs.model_copy(
-                update={
-                    "video": _free(outputs.video),
-                    "report": _free(outputs.report),
-                    "events": events if events in (None, "-") else str(_free(Path(str(events)))),
-                }
-            )
-        }
-    )
-
-
-def _free(path: Path | None) -> Path | None:
-    if path is None or not path.exists():
-        return path
+    files = [p for p in (outputs.video, outputs.report) if p is not None]
+    if outputs.events not in (None, "-"):
+        files.append(Path(str(outputs.events)))
     n = 1
-    while (candidate := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+    while any(_restart_name(path, n).exists() for path in files):
         n += 1
-    return candidate
+    return config.model_copy(update={"outputs": outputs.with_files(lambda path: _restart_name(path, n))})
+
+
+def _restart_name(path: Path, n: int) -> Path:
+    return path.with_name(f"{path.stem}.restart{n}{path.suffix}")
 
 
 def _reconstructed() -> bool:

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from streamvision.config import OutputConfig, PipelineConfig, SourceConfig
-from streamvision.errors import ConfigError, StreamvisionError
+from streamvision.errors import ConfigError, describe
 from streamvision.events.config import ClipOutput, JsonLinesOutput, SnapshotOutput
 from streamvision.multi import unshared
+from streamvision.reports import write_json
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +130,15 @@ def process_file(item: BatchItem, fingerprint: dict[str, Any]) -> dict[str, Any]
     try:
         summary = Pipeline(item.config).run()
     except Exception as exc:  # a task reports its failure as data: one bad file must not stop the batch
-        error = str(exc) if isinstance(exc, StreamvisionError) else f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
         log.info("%s failed: %s", item.video, error)
         return _result(item, "failed", time.monotonic() - started, error=error, node=_node_ip())
     result = _result(item, "done", time.monotonic() - started, summary, node=_node_ip())
     report = item.config.outputs.report
     if report is not None:
-        report.write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(report, summary)
     stamp = {"fingerprint": fingerprint, "result": result}
-    (item.out_dir / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+    write_json(item.out_dir / STAMP, stamp)
     return result
 
 

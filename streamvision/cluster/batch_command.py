@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +36,7 @@ def batch(
         from streamvision.cluster.batch import find_videos, plan
         from streamvision.cluster.fingerprint import fingerprint
         from streamvision.config import load_config
+        from streamvision.reports import write_json
 
         base = load_config(config)
         videos = find_videos(folder.resolve())
@@ -59,8 +59,7 @@ def batch(
             "wall_s": round(time.monotonic() - started, 3),
             "files": results,
         }
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(out_dir / REPORT_NAME, report)
         _print_table(console, results, report)
         failed = [r for r in results if r["status"] == "failed"]
         for result in failed:

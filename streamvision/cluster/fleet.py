@@ -6,8 +6,10 @@ JSON-lines, webhook and MQTT outputs of that source's pipeline, and keeps one ro
 
 Faults: when an actor's node dies, Ray restarts the actor on a surviving node (``max_restarts``); a
 pipeline that fails is restarted the same way, by killing its actor. The driver sends
-``source_offline`` when it loses a source and ``source_online`` once the new actor processes frames.
-A source whose restarts are used up is reported as failed; the others go on.
+``source_offline`` when it loses a source and ``source_online`` once the new actor processes frames;
+during such an outage the pipeline's own status changes are not passed on. A source whose restarts are
+used up is reported as failed; the others go on. An actor whose file source finished is ended at once,
+so its CPUs go to sources still waiting.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from typing import Any
 
 from streamvision.cluster.actor import SourceActor
 from streamvision.cluster.fleet_config import ClusterSettings, Fleet, FleetMember
+from streamvision.events.config import JsonLinesOutput
 from streamvision.events.engine import status_event
 from streamvision.events.event import Event
 from streamvision.events.sink import open_event_channel
 from streamvision.events.worker import EventChannel
+from streamvision.redact import redact_url
 from streamvision.sources.reconnect import SourceStatus, StatusKind
 
 log = logging.getLogger(__name__)
 
 ENDED = frozenset({"finished", "stopped", "failed"})
+STATUS_TYPES = frozenset({"source_offline", "source_online"})
 
 
 @dataclass
@@ -46,7 +51,13 @@ class SourceRow:
     summary: dict[str, Any] = field(default_factory=dict)
     events: int = 0
     incarnation: str | None = None
-    restarted_incarnation: str | None = None
+    """The actor's current life: a new one after every restart."""
+    killed_incarnation: str | None = None
+    """The life the driver killed after its pipeline failed (Ray is restarting it)."""
+    lost_incarnation: str | None = None
+    """The life current when the source was lost."""
+    last_status: str | None = None
+    """The last ``source_offline`` / ``source_online`` sent, so that none is sent twice in a row."""
     offline_since: float | None = None
     lost_reason: str | None = None
     recoveries: list[dict[str, Any]] = field(default_factory=list)
@@ -104,13 +115,22 @@ class FleetRunner:
         self._stop = threading.Event()
         self.stop_reason: str | None = None
         self.rows: list[SourceRow] = []
+        self._channels: list[EventChannel] = []
         cls = actor_class(ray, fleet.settings)
         try:
+            jsonl: dict[str, EventChannel] = {}  # one writer per file, whatever the number of sources
             for member in fleet.members:
                 row = SourceRow(member, None, [])
                 self.rows.append(row)
                 for i, output in enumerate(member.forwarded_outputs):
-                    row.channels.append(open_event_channel(output, f"{output.type}.{i}", member.source_id))
+                    key = output.path if isinstance(output, JsonLinesOutput) else None
+                    channel = jsonl.get(key) if key is not None else None
+                    if channel is None:
+                        channel = open_event_channel(output, f"{output.type}.{i}", member.source_id)
+                        self._channels.append(channel)
+                        if key is not None:
+                            jsonl[key] = channel
+                    row.channels.append(channel)
                 row.actor = cls.options(num_cpus=member.cpus).remote(member.config)
         except Exception:
             self._close_channels()  # actors started so far end with the Ray connection
@@ -129,9 +149,15 @@ class FleetRunner:
         """
         try:
             while not self._stop.is_set() and any(row.state not in ENDED for row in self.rows):
-                self._poll_round()
+                started = time.monotonic()
+                live = [row for row in self.rows if row.state not in ENDED]
+                for row in live:
+                    if row.poll is None:
+                        row.poll = row.actor.poll.remote()
+                self._collect({row.poll: row for row in live}, self.settings.poll_interval)
                 if on_poll is not None:
                     on_poll(self.rows)
+                self._stop.wait(max(0.0, self.settings.poll_interval - (time.monotonic() - started)))
             if self._stop.is_set():
                 self._stop_all()
         finally:
@@ -141,29 +167,24 @@ class FleetRunner:
             self._close_channels()
         return self.rows
 
-    def _poll_round(self) -> None:
+    def _collect(self, polls: dict[Any, SourceRow], timeout: float) -> None:
+        """Handles the polls that answer within ``timeout`` s; the others stay pending."""
         ray = self._ray
-        live = [row for row in self.rows if row.state not in ENDED]
-        for row in live:
-            if row.poll is None:
-                row.poll = row.actor.poll.remote()
-        by_ref = {row.poll: row for row in live}
-        started = time.monotonic()
-        ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=self.settings.poll_interval)
+        ready, _ = ray.wait(list(polls), num_returns=len(polls), timeout=timeout)
         for ref in ready:
-            row = by_ref[ref]
+            row = polls[ref]
             row.poll = None
             try:
                 report = ray.get(ref)
             except ray.exceptions.ActorDiedError as exc:
                 self._gone(row, row.error or _first_line(exc))
             except ray.exceptions.RayActorError as exc:  # unavailable for now: Ray is restarting it
-                self._lost(row, f"actor unavailable: {type(exc).__name__}")
+                self._lost(row, f"actor unavailable ({type(exc).__name__})")
+            except ray.exceptions.RayError as exc:  # the poll itself failed: treat as a failed pipeline
+                row.error = _first_line(exc)
+                self._restart_or_fail(row)
             else:
                 self._handle(row, report)
-        rest = self.settings.poll_interval - (time.monotonic() - started)
-        if rest > 0:
-            self._stop.wait(rest)
 
     def _handle(self, row: SourceRow, report: dict[str, Any]) -> None:
         if row.incarnation is not None and report["incarnation"] != row.incarnation:
@@ -184,19 +205,23 @@ class FleetRunner:
             return
         row.state = state
         if row.offline_since is not None:
-            if report["first_frame_at"] is not None:
-                self._back(row, report["first_frame_at"])
+            if report["incarnation"] == row.lost_incarnation:  # the same actor answers again
+                self._back(row, time.time(), f"reachable again on {row.node}")
+            elif report["first_frame_at"] is not None:
+                self._back(row, report["first_frame_at"], f"restarted on {row.node}")
             elif state not in ENDED:
                 row.state = "offline"  # restarted, no frame yet
+        if state == "finished":
+            self._ray.kill(row.actor, no_restart=True)  # frees its CPUs for sources still waiting
 
     def _restart_or_fail(self, row: SourceRow) -> None:
         """Kills a failed pipeline's actor so that Ray restarts it, unless its restarts are used up."""
         if row.restarts >= self.settings.max_restarts:
             self._gone(row, row.error or "failed")
             return
-        if row.restarted_incarnation == row.incarnation:
+        if row.killed_incarnation == row.incarnation:
             return  # already killed; Ray is restarting it
-        row.restarted_incarnation = row.incarnation
+        row.killed_incarnation = row.incarnation
         self._lost(row, f"pipeline failed: {row.error}")
         self._ray.kill(row.actor, no_restart=False)
 
@@ -204,31 +229,34 @@ class FleetRunner:
         row.state = "offline"
         if row.offline_since is None:
             row.offline_since = time.time()
-            row.lost_reason = reason
-            log.warning("source %s offline: %s", row.source_id, reason)
-            self._status(row, "source_offline", reason, None)
+            row.lost_reason = redact_url(reason)
+            row.lost_incarnation = row.incarnation
+            log.warning("source %s offline: %s", row.source_id, row.lost_reason)
+            self._status(row, "source_offline", row.lost_reason, None)
 
-    def _back(self, row: SourceRow, first_frame_at: float) -> None:
+    def _back(self, row: SourceRow, at: float, reason: str) -> None:
+        """The source processes frames again since ``at`` (seconds since the epoch)."""
         assert row.offline_since is not None
-        offline_s = max(0.0, first_frame_at - row.offline_since)
+        offline_s = max(0.0, at - row.offline_since)
         row.recoveries.append(
             {
                 "lost_at": round(row.offline_since, 3),
                 "reason": row.lost_reason,
-                "first_frame_at": round(first_frame_at, 3),
+                "first_frame_at": round(at, 3),
                 "offline_s": round(offline_s, 3),
                 "node": row.node,
             }
         )
         row.offline_since = None
         row.lost_reason = None
-        self._status(row, "source_online", f"restarted on {row.node}", offline_s)
+        row.error = None
+        self._status(row, "source_online", reason, offline_s)
 
     def _gone(self, row: SourceRow, error: str) -> None:
         """The source has ended for good: its restarts are used up or its actor cannot be restarted."""
         self._lost(row, error)
         row.state = "failed"
-        row.error = error
+        row.error = redact_url(error)
         self._ray.kill(row.actor, no_restart=True)
 
     def _status(self, row: SourceRow, kind: StatusKind, reason: str, offline_s: float | None) -> None:
@@ -241,9 +269,15 @@ class FleetRunner:
 
     def _dispatch(self, row: SourceRow, records: list[dict[str, Any]]) -> None:
         for record in records:
+            if record["type"] in STATUS_TYPES and row.offline_since is not None:
+                continue  # the driver reports this outage itself
             self._send(row, Event.from_record(record))
 
     def _send(self, row: SourceRow, event: Event) -> None:
+        if event.type in STATUS_TYPES:
+            if row.last_status == event.type:
+                return
+            row.last_status = event.type
         row.events += 1
         for channel in row.channels:
             channel.submit(event)
@@ -251,28 +285,36 @@ class FleetRunner:
     def _stop_all(self) -> None:
         """Stops every pipeline still running and collects its last events and figures."""
         ray = self._ray
+        in_flight = {row.poll: row for row in self.rows if row.state not in ENDED and row.poll is not None}
+        if in_flight:  # their events are taken from the actors already: handle them first
+            self._collect(in_flight, self.settings.stop_timeout)
         live = [row for row in self.rows if row.state not in ENDED]
         refs = {row.actor.stop.remote(self.settings.stop_timeout): row for row in live}
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=self.settings.stop_timeout + 5)
+        ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=self.settings.stop_timeout + 5)
         for ref in ready:
             row = refs[ref]
             try:
                 self._handle(row, ray.get(ref))
-            except ray.exceptions.RayActorError as exc:
+            except ray.exceptions.RayError as exc:
                 row.error = row.error or _first_line(exc)
+        for ref in late:
+            log.warning(
+                "source %s did not stop within %g s: its files may be unfinished",
+                refs[ref].source_id,
+                self.settings.stop_timeout,
+            )
         for row in live:
             if row.state not in ENDED:
                 row.state = "stopped"
 
     def _close_channels(self) -> None:
-        for row in self.rows:
-            for channel in row.channels:
-                try:
-                    channel.close()
-                except Exception as exc:
-                    log.error("closing output %s of %s failed: %s", channel.name, row.source_id, exc)
+        for channel in self._channels:
+            try:
+                channel.close()
+            except Exception as exc:
+                log.error("closing output %s failed: %s", channel.name, exc)
 
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return redact_url(f"{type(exc).__name__}: {lines[0] if lines else ''}")

@@ -28,11 +28,11 @@ def run_fleet(
     """Run each source's pipeline as a Ray actor until every source ends or Ctrl-C stops the fleet.
     Exits 2 when a source failed for good (after its restarts)."""
     with reported_errors():
-        from streamvision.cli import write_report
         from streamvision.cli_signals import exit_for_signal, stop_on_signals
         from streamvision.cluster import connect
         from streamvision.cluster.fleet import FleetRunner
         from streamvision.cluster.fleet_config import load_fleet
+        from streamvision.reports import write_json
 
         fleet = load_fleet(config)
         started = time.monotonic()
@@ -52,17 +52,25 @@ def run_fleet(
             "sources": records,
         }
         if report is not None:
-            write_report(report, summary)
+            write_json(report, summary)
         Console().print(fleet_table(records, f"streamvision fleet: {len(records)} sources"))
-        exit_for_signal(stopped_by)
         failed = [r for r in records if r["state"] == "failed"]
         for record in failed:
             typer.echo(f"error: source {record['source']}: {record['error']}", err=True)
+        exit_for_signal(stopped_by)
     if failed:
         raise typer.Exit(EXIT_USAGE)
 
 
 def _warn_if_short_of_cpus(ray: Any, fleet: Any) -> None:
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    for member in fleet.members:
+        if member.cpus > largest:
+            typer.echo(
+                f"warning: source {member.source_id} reserves {member.cpus:g} CPUs and the largest node "
+                f"has {largest:g}: it waits until such a node joins",
+                err=True,
+            )
     needed = sum(member.cpus for member in fleet.members)
     available = ray.cluster_resources().get("CPU", 0)
     if needed > available:

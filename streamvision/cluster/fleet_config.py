@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streamvision.config import OutputConfig, PipelineConfig, SourceConfig, parse_config, read_yaml
+from streamvision.config import PipelineConfig, SourceConfig, parse_config, read_yaml
 from streamvision.errors import ConfigError
 from streamvision.events.config import ClipOutput, SnapshotOutput
 from streamvision.multi import outputs_for, safe_id, unique_ids, unshared
@@ -47,11 +47,12 @@ class ClusterSettings(BaseModel):
     reported as failed."""
     placement: Literal["spread", "pack"] = "spread"
     """``spread`` places the actors over as many nodes as possible (Ray's SPREAD strategy); ``pack``
-    fills a node first (Ray's default)."""
+    leaves placement to Ray's default scheduler."""
     poll_interval: float = Field(0.5, gt=0, le=60)
     """Seconds between two collections of events and figures from the actors."""
-    stop_timeout: float = Field(15.0, gt=0, le=600)
-    """Seconds the actors get to finalize their outputs after Ctrl-C."""
+    stop_timeout: float = Field(30.0, gt=0, le=600)
+    """Seconds the actors get to finalize their outputs after Ctrl-C (a clip output may need up to
+    its own drain time, 30 s)."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def _member(source: SourceConfig, config: PipelineConfig, cpus: float, sid: str,
     name = safe_id(sid)
     update: dict[str, Any] = {
         "sources": [source.model_copy(update={"id": sid, "uri": uri})],
-        "outputs": _absolute(outputs_for(config, name, index)),
+        "outputs": outputs_for(config, name, index).with_files(Path.resolve),
         "threads": config.threads or max(1, int(cpus)),
     }
     forwarded: tuple[Any, ...] = ()
@@ -160,15 +161,3 @@ def _member(source: SourceConfig, config: PipelineConfig, cpus: float, sid: str,
         forwarded = tuple(unshared(o, name) for o in config.events.outputs if o.type in FORWARDED)
         update["events"] = config.events.model_copy(update={"outputs": kept})
     return FleetMember(sid, config.model_copy(update=update), cpus, forwarded)
-
-
-def _absolute(outputs: OutputConfig) -> OutputConfig:
-    """``outputs`` with its file paths absolute, as read from the driver's working folder."""
-    events = outputs.events
-    return outputs.model_copy(
-        update={
-            "video": None if outputs.video is None else outputs.video.resolve(),
-            "report": None if outputs.report is None else outputs.report.resolve(),
-            "events": events if events in (None, "-") else str(Path(str(events)).resolve()),
-        }
-    )
