@@ -207,7 +207,7 @@ def run_batch(
             try:
                 results[index] = ray.get(ready[0])
             except ray.exceptions.RayError as exc:
-                results[index] = _result(items[index], "failed", 0.0, error=f"{type(exc).__name__}: {exc}")
+                results[index] = _result(items[index], "failed", 0.0, error=describe(exc))
             if on_result is not None:
                 on_result(results[index])
     except KeyboardInterrupt:

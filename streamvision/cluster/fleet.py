@@ -23,6 +23,7 @@ from typing import Any
 
 from streamvision.cluster.actor import SourceActor
 from streamvision.cluster.fleet_config import ClusterSettings, Fleet, FleetMember
+from streamvision.errors import describe
 from streamvision.events.config import JsonLinesOutput
 from streamvision.events.engine import status_event
 from streamvision.events.event import Event
@@ -177,11 +178,11 @@ class FleetRunner:
             try:
                 report = ray.get(ref)
             except ray.exceptions.ActorDiedError as exc:
-                self._gone(row, row.error or _first_line(exc))
+                self._gone(row, row.error or describe(exc))
             except ray.exceptions.RayActorError as exc:  # unavailable for now: Ray is restarting it
                 self._lost(row, f"actor unavailable ({type(exc).__name__})")
             except ray.exceptions.RayError as exc:  # the poll itself failed: treat as a failed pipeline
-                row.error = _first_line(exc)
+                row.error = describe(exc)
                 self._restart_or_fail(row)
             else:
                 self._handle(row, report)
@@ -296,7 +297,7 @@ class FleetRunner:
             try:
                 self._handle(row, ray.get(ref))
             except ray.exceptions.RayError as exc:
-                row.error = row.error or _first_line(exc)
+                row.error = row.error or describe(exc)
         for ref in late:
             log.warning(
                 "source %s did not stop within %g s: its files may be unfinished",
@@ -313,8 +314,3 @@ class FleetRunner:
                 channel.close()
             except Exception as exc:
                 log.error("closing output %s failed: %s", channel.name, exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return redact_url(f"{type(exc).__name__}: {lines[0] if lines else ''}")

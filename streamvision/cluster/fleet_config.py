@@ -29,9 +29,10 @@ from streamvision.config import PipelineConfig, SourceConfig, parse_config, read
 from streamvision.errors import ConfigError
 from streamvision.events.config import ClipOutput, SnapshotOutput
 from streamvision.multi import outputs_for, safe_id, unique_ids, unshared
+from streamvision.sources import is_stream_url
 
-FORWARDED = ("jsonl", "webhook", "mqtt")
-"""Event outputs the driver writes; snapshots and clips need the frames and stay with the pipeline."""
+FRAME_OUTPUTS = (SnapshotOutput, ClipOutput)
+"""Event outputs that need the frames and stay with the pipeline; the driver writes the others."""
 
 
 class ClusterSettings(BaseModel):
@@ -143,7 +144,7 @@ def _member(source: SourceConfig, config: PipelineConfig, cpus: float, sid: str,
     in another working folder), outputs named after the source, and only the event outputs that need
     frames; the driver writes the others."""
     uri = source.uri
-    if "://" not in uri and not uri.isdigit():
+    if not is_stream_url(uri) and not uri.isdigit():
         uri = str(Path(uri).resolve())
     name = safe_id(sid)
     update: dict[str, Any] = {
@@ -153,11 +154,10 @@ def _member(source: SourceConfig, config: PipelineConfig, cpus: float, sid: str,
     }
     forwarded: tuple[Any, ...] = ()
     if config.events is not None:
+        outputs = config.events.outputs
         kept = tuple(
-            o.model_copy(update={"dir": o.dir.resolve()})
-            for o in config.events.outputs
-            if isinstance(o, (SnapshotOutput, ClipOutput))
+            o.model_copy(update={"dir": o.dir.resolve()}) for o in outputs if isinstance(o, FRAME_OUTPUTS)
         )
-        forwarded = tuple(unshared(o, name) for o in config.events.outputs if o.type in FORWARDED)
+        forwarded = tuple(unshared(o, name) for o in outputs if not isinstance(o, FRAME_OUTPUTS))
         update["events"] = config.events.model_copy(update={"outputs": kept})
     return FleetMember(sid, config.model_copy(update=update), cpus, forwarded)
