@@ -27,28 +27,58 @@ log = logging.getLogger(__name__)
 ActorState = Literal["starting", "running", "finished", "stopped", "failed"]
 
 
+FORWARD_LIMIT = 10_000
+
+
 class ForwardedEvents:
-    """An event channel that keeps events until the driver collects them with :meth:`take`."""
+    """An event channel that keeps events until the driver collects them with :meth:`take`.
+
+    Args:
+        limit: events kept at most; when full, the oldest is dropped and counted (a WARNING is logged
+            at the first drop), so a driver that stops polling cannot exhaust the actor's memory.
+
+    Raises:
+        ValueError: ``limit`` is below 1.
+    """
 
     name = "forward"
 
-    def __init__(self) -> None:
-        self._events: deque[Event] = deque()
+    def __init__(self, limit: int = FORWARD_LIMIT) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.limit = limit
+        self._events: deque[Event] = deque(maxlen=limit)
+        self._lock = threading.Lock()  # submit runs on the pipeline's thread, take on Ray's
         self.submitted = 0
+        self.dropped = 0
 
     def submit(self, event: Event) -> None:
-        self._events.append(event)  # deque appends and pops are atomic: no lock needed
-        self.submitted += 1
+        """Keeps ``event`` for the next :meth:`take`; drops the oldest kept event when full."""
+        with self._lock:
+            full = len(self._events) == self.limit
+            self._events.append(event)  # a full deque with a maxlen drops its oldest
+            self.submitted += 1
+            if full:
+                self.dropped += 1
+            first_drop = full and self.dropped == 1
+        if first_drop:
+            log.warning(
+                "source %s: %d events wait for the driver to collect them: dropping the oldest",
+                event.source,
+                self.limit,
+            )
 
     def take(self) -> list[dict[str, Any]]:
-        """Every event submitted since the last call, as JSON-ready records, oldest first."""
-        taken = []
-        while self._events:
-            taken.append(self._events.popleft().to_record())
-        return taken
+        """Every event kept since the last call, as JSON-ready records, oldest first."""
+        with self._lock:
+            taken = list(self._events)
+            self._events.clear()
+        return [event.to_record() for event in taken]
 
     def stats(self) -> dict[str, Any]:
-        return {"submitted": self.submitted, "backlog": len(self._events)}
+        """Events submitted, dropped (buffer full) and waiting for the driver."""
+        with self._lock:
+            return {"submitted": self.submitted, "dropped": self.dropped, "backlog": len(self._events)}
 
     def close(self) -> None:
         """Nothing to finish: the driver collects what is left after the pipeline ends."""
@@ -99,7 +129,9 @@ class SourceActor:
             self.first_frame_at = time.time()
 
     def poll(self) -> dict[str, Any]:
-        """The state, the node, the events since the last poll and the pipeline's figures so far."""
+        """The state, the node, the events since the last poll, how many events were dropped because
+        the driver did not collect them in time (over the actor's life), and the pipeline's figures
+        so far."""
         import ray
 
         pipeline = self._pipeline
@@ -110,6 +142,7 @@ class SourceActor:
             "node": ray.util.get_node_ip_address(),
             "first_frame_at": self.first_frame_at,
             "events": self._forward.take(),
+            "events_dropped": self._forward.dropped,
             "summary": None if pipeline is None else pipeline.summary(),
         }
 

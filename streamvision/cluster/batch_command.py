@@ -11,6 +11,7 @@ from rich.console import Console
 
 from streamvision.cli_errors import EXIT_USAGE, reported_errors
 from streamvision.cluster.options import Address, NumCpus, figure
+from streamvision.console import make_console
 
 REPORT_NAME = "batch-report.json"
 
@@ -43,7 +44,7 @@ def batch(
         threads = max(1, int(cpus))
         items = plan(videos, base, out_dir.resolve(), threads)
         stamp = fingerprint(base)
-        console = Console()
+        console = make_console()
         started = time.monotonic()
         ray = connect(address, num_cpus)
         ray_ready = time.monotonic()
@@ -81,7 +82,7 @@ def _run_with_progress(
         MofNCompleteColumn(),
         TextColumn("{task.fields[last]}"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=make_console(stderr=True),
         transient=True,
     )
     with progress:

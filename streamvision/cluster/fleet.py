@@ -51,6 +51,10 @@ class SourceRow:
     error: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     events: int = 0
+    events_dropped: int = 0
+    """Events the actors dropped because the driver did not collect them in time, over every life."""
+    dropped_by_earlier: int = 0
+    """The part of :attr:`events_dropped` dropped by the lives before the current one."""
     incarnation: str | None = None
     """The actor's current life: a new one after every restart."""
     killed_incarnation: str | None = None
@@ -83,6 +87,7 @@ class SourceRow:
             "latency_p95_ms": latency.get("p95"),
             "dropped": self.summary.get("dropped"),
             "events": self.events,
+            "events_dropped": self.events_dropped,
             "error": self.error,
             "recoveries": self.recoveries,
             "pipeline": self.summary,
@@ -190,8 +195,10 @@ class FleetRunner:
     def _handle(self, row: SourceRow, report: dict[str, Any]) -> None:
         if row.incarnation is not None and report["incarnation"] != row.incarnation:
             row.restarts += 1
+            row.dropped_by_earlier = row.events_dropped
             self._lost(row, row.lost_reason or "actor restarted")
         row.incarnation = report["incarnation"]
+        row.events_dropped = row.dropped_by_earlier + report["events_dropped"]
         row.node = report["node"]
         if report["summary"] is not None:
             row.summary = report["summary"]

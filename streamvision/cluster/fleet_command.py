@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from streamvision.cli_errors import EXIT_USAGE, reported_errors
 from streamvision.cluster.options import Address, NumCpus, figure
+from streamvision.console import make_console
 
 cluster_app = typer.Typer(help="Run many sources on a Ray cluster (extra 'cluster').", no_args_is_help=True)
 
@@ -53,7 +53,7 @@ def run_fleet(
         }
         if report is not None:
             write_json(report, summary)
-        Console().print(fleet_table(records, f"streamvision fleet: {len(records)} sources"))
+        make_console().print(fleet_table(records, f"streamvision fleet: {len(records)} sources"))
         failed = [r for r in records if r["state"] == "failed"]
         for record in failed:
             typer.echo(f"error: source {record['source']}: {record['error']}", err=True)
@@ -84,7 +84,7 @@ def _warn_if_short_of_cpus(ray: Any, fleet: Any) -> None:
 def _run_with_live_table(runner: Any) -> Any:
     from rich.live import Live
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Live(console=console, transient=True, auto_refresh=False) as live:
 
         def update(rows: list[Any]) -> None:

@@ -29,6 +29,7 @@ from streamvision.config import PipelineConfig, SourceConfig, parse_config, read
 from streamvision.errors import ConfigError
 from streamvision.events.config import ClipOutput, SnapshotOutput
 from streamvision.multi import outputs_for, safe_id, unique_ids, unshared
+from streamvision.samples import is_sample
 from streamvision.sources import is_stream_url
 
 FRAME_OUTPUTS = (SnapshotOutput, ClipOutput)
@@ -141,10 +142,10 @@ def _pipeline_mapping(value: Any, base: Path, origin: str) -> dict[str, Any]:
 
 def _member(source: SourceConfig, config: PipelineConfig, cpus: float, sid: str, index: int) -> FleetMember:
     """The actor's config: its source with the fleet's id and a file path made absolute (actors may run
-    in another working folder), outputs named after the source, and only the event outputs that need
-    frames; the driver writes the others."""
+    in another working folder; a bundled sample resolves on its node), outputs named after the source,
+    and only the event outputs that need frames; the driver writes the others."""
     uri = source.uri
-    if not is_stream_url(uri) and not uri.isdigit():
+    if not is_stream_url(uri) and not uri.isdigit() and not is_sample(uri):
         uri = str(Path(uri).resolve())
     name = safe_id(sid)
     update: dict[str, Any] = {

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streamvision import samples
 from streamvision.redact import redact_url
 from streamvision.sources.base import Source
 
@@ -21,16 +22,22 @@ _STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp
 
 
 def default_source_id(uri: str) -> str:
-    """A short id for a source: the camera index, the file or folder name, or the URL host/path.
+    """A short id for a source: the camera index, the sample's name, the file or folder name (the
+    folder's for a glob), or the URL host/path.
 
     Credentials in a URL never reach the id.
     """
     if uri.isdigit():
         return f"camera{uri}"
+    if samples.is_sample(uri):
+        return uri[len(samples.PREFIX) :]
     if uri.startswith(_STREAM_SCHEMES):
         rest = redact_url(uri, mask="").split("://", 1)[1]
         return rest.strip("/") or redact_url(uri)
-    return Path(uri.rstrip("/")).name or uri
+    path = Path(uri.rstrip("/"))
+    if glob.has_magic(path.name):  # shots/*.jpg: the folder's name, not the pattern
+        return path.parent.name or path.resolve().parent.name or "images"
+    return path.name or uri
 
 
 def is_stream_url(uri: str) -> bool:
@@ -48,7 +55,8 @@ def open_source(
     on_status: StatusCallback | None = None,
     stop: threading.Event | None = None,
 ) -> Source:
-    """Opens a camera index, video file, image folder / glob / file, or stream URL.
+    """Opens a camera index, video file, image folder / glob / file, bundled ``sample:NAME`` clip,
+    or stream URL.
 
     ``realtime`` plays a file or image sequence as a live source, at its own frame rate or at
     ``realtime_fps`` when given.
@@ -59,10 +67,12 @@ def open_source(
     back through ``on_status`` and stops waiting to reconnect once ``stop`` is set.
 
     Raises:
-        SourceError: the source cannot be opened (missing, not a video, no images, no camera); for
+        SourceError: the source cannot be opened (missing, not a video, no images, no camera, no
+            such sample); for
             a stream, only when its retries are off (``max_retries: 0``).
     """
     sid = source_id or default_source_id(uri)
+    uri = samples.resolve(uri)
     if is_stream_url(uri):
         return _open_stream(uri, sid, network, on_status, stop)
     played_live = bool(realtime or realtime_fps)
