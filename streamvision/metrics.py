@@ -9,11 +9,26 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 WINDOW = 100_000
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 of ``values`` (ms), and the mean; all None when ``values`` is empty."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None}
+    array = np.asarray(values, dtype=float)
+    p50, p95, p99 = np.percentile(array, [50, 95, 99])
+    return {
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "mean": round(float(array.mean()), 3),
+    }
 
 
 class Samples:
@@ -38,22 +53,14 @@ class Samples:
 
     def percentiles(self) -> dict[str, float | None]:
         """p50, p95 and p99 in ms, and the mean (all None before the first sample)."""
-        if not self._values:
-            return {"p50": None, "p95": None, "p99": None, "mean": None}
-        values = np.fromiter(self._values, float)
-        p50, p95, p99 = np.percentile(values, [50, 95, 99])
-        return {
-            "p50": round(float(p50), 3),
-            "p95": round(float(p95), 3),
-            "p99": round(float(p99), 3),
-            "mean": round(float(values.mean()), 3),
-        }
+        return percentiles(self.values())
 
 
 class PipelineMetrics:
     """Counters and timings the pipeline threads update and the CLI reads.
 
-    Updates come from several threads; each is a single locked operation.
+    Updates come from several threads; each is a single locked operation. :meth:`summary` holds the
+    lock only to copy the samples, so reading the figures never stalls the pipeline threads.
     """
 
     def __init__(self) -> None:
@@ -109,7 +116,18 @@ class PipelineMetrics:
             ongoing = max(0.0, (self.finished or time.monotonic()) - self._offline_since)
         return self._offline_s + ongoing
 
+    def capture_counts(self, dropped: int, source_errors: int) -> None:
+        """The frames dropped and the source errors so far, as the capture thread sees them.
+
+        Ignored once :meth:`finish` has set the final counts.
+        """
+        with self._lock:
+            if self.finished is None:
+                self.dropped = dropped
+                self.source_errors = source_errors
+
     def finish(self, dropped: int, source_errors: int) -> None:
+        """Ends the run: the clock stops and ``dropped`` and ``source_errors`` become the final counts."""
         with self._lock:
             self.finished = time.monotonic()
             self.dropped = dropped
@@ -123,10 +141,12 @@ class PipelineMetrics:
         return self.frames_out / self.elapsed if self.elapsed > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
-        """The run's figures as a JSON-ready dict."""
+        """The run's figures so far as a JSON-ready dict."""
+        # Copying a full window takes ~0.3 ms, its percentiles over ten times that (a whole summary took
+        # 122 ms on a busy host): only the copies are made under the lock every pipeline thread takes.
         with self._lock:
             elapsed = self.elapsed
-            return {
+            figures: dict[str, Any] = {
                 "duration_s": round(elapsed, 3),
                 "frames_in": self.frames_in,
                 "frames_out": self.frames_out,
@@ -137,7 +157,13 @@ class PipelineMetrics:
                 "reconnects": self.reconnects,
                 "offline_s": round(self.offline_s, 3),
                 "detections": self.detections,
-                "stage_ms": {name: s.percentiles() for name, s in self.stage_ms.items()},
-                "step_ms": {name: s.percentiles() for name, s in self.step_ms.items()},
-                "latency_ms": self.latency_ms.percentiles(),
             }
+            stage_values = {name: s.values() for name, s in self.stage_ms.items()}
+            step_values = {name: s.values() for name, s in self.step_ms.items()}
+            latency_values = self.latency_ms.values()
+        return {
+            **figures,
+            "stage_ms": {name: percentiles(values) for name, values in stage_values.items()},
+            "step_ms": {name: percentiles(values) for name, values in step_values.items()},
+            "latency_ms": percentiles(latency_values),
+        }

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamvision.config import OutputConfig, PipelineConfig, SourceConfig
-from streamvision.errors import ConfigError, StreamvisionError
+from streamvision.errors import ConfigError
 from streamvision.events.config import MqttOutput, WebhookOutput
 from streamvision.pipeline import Pipeline, ProgressCallback, model_sessions
 from streamvision.runtime.manifest import ModelRegistry
@@ -115,7 +115,7 @@ class MultiPipeline:
         try:
             for single in configs:
                 self.pipelines.append(Pipeline(single, registry, budget))
-        except StreamvisionError:
+        except BaseException:
             for pipeline in self.pipelines:
                 pipeline.close()
             raise

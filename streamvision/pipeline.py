@@ -114,8 +114,13 @@ class Pipeline:
             if budget is None:
                 budget = ThreadBudget(config.threads, sessions=max(1, model_sessions(config)))
             context = StageContext(models or ModelRegistry(), budget, live_source=self.source.live)
-            self.stages: list[Stage] = [build_stage(stage, context) for stage in config.stages]
-            self.sinks: list[Sink] = self._make_sinks(forward_events)
+            self.stages: list[Stage] = []
+            on_failure.callback(self.close_stages)
+            for stage_config in config.stages:
+                self.stages.append(build_stage(stage_config, context))
+            self.sinks: list[Sink] = []
+            on_failure.callback(self._close_sinks)
+            self._make_sinks(forward_events)
             on_failure.pop_all()
         self.threads_per_model = budget.per_session
         queue_size = config.source.queue_size or (LIVE_QUEUE_SIZE if self.source.live else FILE_QUEUE_SIZE)
@@ -123,9 +128,11 @@ class Pipeline:
         self._output: FrameQueue[Frame] = FrameQueue(queue_size, keep_newest=False)
         self._annotator = Annotator() if any(s.needs_annotation for s in self.sinks) else None
 
-    def _make_sinks(self, forward_events: tuple[EventChannel, ...]) -> list[Sink]:
+    def _make_sinks(self, forward_events: tuple[EventChannel, ...]) -> None:
+        """Opens the outputs into :attr:`sinks` one by one, so a failure leaves the opened ones there
+        to be closed."""
         outputs = self.config.outputs
-        sinks: list[Sink] = []
+        sinks = self.sinks
         if outputs.video is not None:
             from streamvision.sinks.video import VideoFileSink
 
@@ -161,7 +168,6 @@ class Pipeline:
             from streamvision.sinks.window import WindowSink
 
             sinks.append(WindowSink(on_quit=lambda: self.request_stop("window closed")))
-        return sinks
 
     @property
     def total_frames(self) -> int | None:
@@ -249,7 +255,11 @@ class Pipeline:
                 image, pts = item
                 captured = _Captured(image, self.source.source_id, index, pts, time.monotonic())
                 self.metrics.frame_in()
-                if not self._input.put(captured, self._stop):
+                queued = self._input.put(captured, self._stop)
+                # read here, on the thread that reads the source: a reconnecting source swaps its
+                # connection (and so its error count) during read()
+                self.metrics.capture_counts(self._input.dropped, self.source.errors)
+                if not queued:
                     break
                 index += 1
         finally:

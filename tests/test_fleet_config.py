@@ -117,5 +117,5 @@ def test_events_cross_to_the_driver_as_records_and_come_back_equal() -> None:
     )  # fmt: skip
     forward.submit(event)
     (record,) = forward.take()
-    assert forward.take() == [] and forward.stats() == {"submitted": 1, "backlog": 0}
+    assert forward.take() == [] and forward.stats() == {"submitted": 1, "dropped": 0, "backlog": 0}
     assert Event.from_record(record) == event

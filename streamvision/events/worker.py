@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from streamvision.events.event import Event
@@ -45,6 +46,12 @@ class EventChannel(Channel, Protocol):
     def submit(self, event: Event) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued(Generic[T]):
+    item: T
+    keep: bool
+
+
 class OutputWorker(Generic[T]):
     """A thread that feeds queued items to ``handler``.
 
@@ -73,7 +80,7 @@ class OutputWorker(Generic[T]):
         self._drain_timeout = drain_timeout
         self._closed = False
         self._size = queue_size
-        self._items: deque[T] = deque()
+        self._items: deque[_Queued[T]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
@@ -81,16 +88,29 @@ class OutputWorker(Generic[T]):
         self._thread = threading.Thread(target=self._run, name=f"sv-out-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, item: T) -> None:
-        """Queues ``item`` without waiting; drops the oldest queued item when full."""
+    def submit(self, item: T, keep: bool = False) -> None:
+        """Queues ``item`` without waiting; when full, drops the oldest queued item that was not
+        submitted with ``keep`` (a clip's start or end: the files its events name depend on them)."""
         with self._cond:
             if len(self._items) >= self._size:
-                self._items.popleft()
-                self.dropped += 1
-            self._items.append(item)
+                self._drop_oldest()
+            self._items.append(_Queued(item, keep))
             self.submitted += 1
             self.peak = max(self.peak, len(self._items))
             self._cond.notify_all()
+
+    def _drop_oldest(self) -> None:
+        for index, queued in enumerate(self._items):
+            if not queued.keep:
+                del self._items[index]
+                self.dropped += 1
+                return
+
+    @property
+    def has_room(self) -> bool:
+        """True while an item submitted now would not push another out."""
+        with self._cond:
+            return len(self._items) < self._size
 
     @property
     def backlog(self) -> int:
@@ -103,7 +123,7 @@ class OutputWorker(Generic[T]):
                 self._cond.wait_for(lambda: self._items or self._stopping)
                 if not self._items:
                     return
-                item = self._items.popleft()
+                item = self._items.popleft().item
                 self._busy = True
             try:
                 self._handler.handle(item)

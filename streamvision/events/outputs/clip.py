@@ -46,7 +46,8 @@ class _End:
 class ClipChannel:
     """Keeps the last ``before`` seconds of frames and decides clip boundaries on the calling thread;
     encodes on its worker thread. A clip is written as ``<event id>.partial.mp4`` and renamed to
-    ``<event id>.mp4`` (the path in its events) once complete.
+    ``<event id>.mp4`` (the path in its events) once complete. Under load the worker's queue drops
+    frames of a clip, never its start or end, so every clip an event names is written.
 
     Args:
         config: the ``clip`` output settings.
@@ -75,7 +76,7 @@ class ClipChannel:
         """Takes every finished frame: into the clip being recorded, and into the ring buffer."""
         if self._recording is not None:
             if clock > self._until:
-                self._worker.submit(_End(self._recording))
+                self._worker.submit(_End(self._recording), keep=True)
                 self._recording = None
             else:
                 self._worker.submit(_Add(Frame(image, frame.source_id, frame.index, frame.pts, 0.0), image))
@@ -93,7 +94,8 @@ class ClipChannel:
         self._until = max(self._until, clock + self._config.after)
         if self._recording is None:
             self._recording = self._config.dir / f"{event.id}.mp4"
-            self._worker.submit(_Start(self._recording, [(f, image) for _, f, image in self._ring]))
+            preroll = [(f, image) for _, f, image in self._ring]
+            self._worker.submit(_Start(self._recording, preroll), keep=True)
             self.clips += 1
         return str(self._recording)
 
@@ -103,7 +105,7 @@ class ClipChannel:
     def close(self) -> None:
         """Ends the clip being recorded (shorter than asked) and finishes encoding."""
         if self._recording is not None:
-            self._worker.submit(_End(self._recording))
+            self._worker.submit(_End(self._recording), keep=True)
             self._recording = None
         self._worker.close()
 

@@ -32,22 +32,28 @@ class SnapshotChannel:
             config.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SinkError(f"cannot create snapshot folder {config.dir}: {exc.strerror or exc}") from None
+        self.skipped = 0
         self._worker: OutputWorker[tuple[Path, Event, np.ndarray]] = OutputWorker(
             name, _JpegWriter(config.quality), config.queue_size
         )
 
     def claim(self, event: Event) -> str | None:
-        """The path this event's snapshot will have, or None when this output skips its type."""
+        """The path this event's snapshot will have, or None when this output skips its type or its
+        queue is full (counted as ``skipped``): an event only names a snapshot that will be written."""
         if self._config.types is not None and event.type not in self._config.types:
+            return None
+        if not self._worker.has_room:
+            self.skipped += 1
             return None
         return str(self._config.dir / f"{event.id}.jpg")
 
     def submit(self, path: str, event: Event, image: np.ndarray) -> None:
-        """Queues the snapshot of ``event`` to be written to ``path`` (from :meth:`claim`)."""
-        self._worker.submit((Path(path), event, image))
+        """Queues the snapshot of ``event`` to be written to ``path`` (from :meth:`claim`, on the same
+        thread, so the room it found is still there)."""
+        self._worker.submit((Path(path), event, image), keep=True)
 
     def stats(self) -> dict[str, Any]:
-        return self._worker.stats()
+        return {**self._worker.stats(), "skipped": self.skipped}
 
     def close(self) -> None:
         self._worker.close()
