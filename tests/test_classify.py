@@ -139,6 +139,32 @@ def test_class_filter_and_boxes_outside_the_frame(tmp_path: Path) -> None:
     assert len(labels) == 0 and labels.top_k_id.shape == (0, 3)
 
 
+def test_thin_boxes_at_the_edge_and_inside_get_no_label_and_do_not_stop_the_stage(tmp_path: Path) -> None:
+    frame, _ = _scene()
+    image = frame.image.copy()
+    image[:, 40:42] = BLUE  # a 2 px wide stripe over the whole height
+    thin = Detections(
+        xyxy=np.array(
+            [
+                [119.4, 10, 120.0, 50],  # 0.6 px wide at the right edge
+                [60.2, 40, 60.8, 79],  # 0.6 px wide inside
+                [10, 10, 30, 30],  # the red square
+                [40, 0, 42, 80],  # 2 px wide: kept, though letterbox would round its width to 0
+                [30, 79.7, 70, 80],  # 0.3 px high at the bottom edge
+            ],
+            np.float32,
+        ),
+        confidence=np.ones(5, np.float32),
+        class_id=np.zeros(5, np.int32),
+        class_name=np.array(["shape"] * 5),
+    )
+    scene = Frame(image, "test", 0, None, 0.0).with_result("shapes", thin)
+    labels = _stage(_registry(tmp_path), on="shapes").process(scene).results["classify"]
+    assert labels.detection.tolist() == [2, 3] and labels.class_name.tolist() == ["red", "blue"]
+    stretched = _stage(_registry(tmp_path), on="shapes", resize="stretch").process(scene).results["classify"]
+    assert stretched.detection.tolist() == [2, 3] and stretched.class_name.tolist() == ["red", "blue"]
+
+
 def test_crop_windows_grow_square_and_clip() -> None:
     boxes = np.array([[40, 40, 60, 50], [-5, 90, 10, 120]], np.float32)
     windows = crop_boxes(boxes, (100, 100), scale=1.4, square=True)

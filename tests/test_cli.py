@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import pytest
 
-from tests.conftest import CLI_ENV, count_frames, run_cli
+from tests.conftest import CLI_ENV, count_frames, decode_all, run_cli
 
 ENV = CLI_ENV
 
@@ -48,6 +49,34 @@ def test_events_to_stdout_keep_stdout_clean(tmp_path: Path, sample_clip: Path) -
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["frame"] for e in events] == [0, 1, 2, 3]
     assert "streamvision run" in result.stderr
+
+
+def test_the_default_run_asked_for_events_only_writes_no_video(tmp_path: Path) -> None:
+    result = run_cli("run", "--events", "-", "--max-frames", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == ["bikes"] * 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bundled_samples_are_named_as_sources(tmp_path: Path) -> None:
+    result = run_cli("run", "-s", "sample:carphone", "--events", "-", "--max-frames", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == ["carphone"] * 2
+    wrong = run_cli("run", "-s", "sample:nope", cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip() == (
+        "error: no bundled sample sample:nope: the samples are sample:bikes, sample:carphone"
+    )
+
+
+def test_a_glob_source_is_named_after_its_folder(tmp_path: Path, sample_clip: Path) -> None:
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for index, image in enumerate(decode_all(sample_clip)[:2]):
+        cv2.imwrite(str(shots / f"{index}.jpg"), image)
+    result = run_cli("run", "-s", str(shots / "*.jpg"), "--events", "-", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == ["shots"] * 2
 
 
 def _truncated_mp4(tmp_path: Path, sample_clip: Path) -> Path:
@@ -151,3 +180,66 @@ def test_show_without_a_display_is_a_clear_error(sample_clip: Path) -> None:
         result.stderr.strip()
         == "error: --show needs a display (DISPLAY is not set); write a video with --output instead"
     )
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_every_without_a_track_stage_is_refused_before_the_run(tmp_path: Path, sample_clip: Path) -> None:
+    config = tmp_path / "skips.yaml"
+    config.write_text(
+        f"source: {sample_clip}\n"
+        "stages:\n"
+        "  - {type: object_detection, every: 3}\n"
+        "  - {type: pose, on: object_detection}\n"
+    )
+    line = _one_error_line(run_cli("run", "--config", str(config), "-o", str(tmp_path / "o.mp4")))
+    assert line.startswith(
+        f"error: {config}: stages.1 (pose): every: 3 of stages.0 (object_detection) needs a track stage"
+    )
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_command_line_value_is_validated_as_in_the_file(tmp_path: Path, sample_clip: Path) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text(
+        f"source: {sample_clip}\n"
+        "events:\n"
+        "  rules: [{type: appear}]\n"
+        "  outputs: [{type: jsonl, path: run.jsonl}]\n"
+    )
+    line = _one_error_line(run_cli("run", "-c", str(config), "--events", "run.jsonl", cwd=tmp_path))
+    assert line == (
+        "error: command line: 'run.jsonl' is written by two outputs; rule events also go to outputs.events"
+    )
+
+
+def test_a_shared_stages_only_config_runs_on_the_command_line_source(
+    tmp_path: Path, sample_clip: Path
+) -> None:
+    """The config opens a window; --no-show turns it off, so no display is needed."""
+    config = tmp_path / "stages.yaml"
+    config.write_text("stages:\n  - type: face_detection\noutputs:\n  show: true\n")
+    env = {k: v for k, v in ENV.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    args = ["run", "-c", str(config), "--max-frames", "3", "--report", "r.json", "-o", "o.mp4"]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamvision", *args, "--source", str(sample_clip), "--no-show"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["frames_out"] == 3
+    line = _one_error_line(run_cli(*args, "--no-show", cwd=tmp_path))
+    assert line == f"error: {config}: source: Field required; give one in the config or on the command line"
+
+
+def test_run_help_names_the_embedded_default() -> None:
+    result = run_cli("run", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "objects tracked on the bundled street clip" in text and "faces" not in text
+    assert "--no-show" in text

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from streamvision.cluster.fleet_config import load_fleet
 from streamvision.config import default_config, load_config, parse_config, with_overrides
@@ -105,3 +106,79 @@ def test_decoder_override_applies_to_object_detection_stages() -> None:
     faces = parse_config({"source": "a.mp4", "stages": [{"type": "face_detection"}]})
     with pytest.raises(ConfigError, match="no object_detection stage"):
         with_overrides(faces, decoder="yolov8")
+
+
+SKIPPING_DETECTOR = {"type": "object_detection", "name": "cars", "every": 3}
+READERS = {
+    "classify": {"type": "classify", "model": "m", "on": "cars"},
+    "pose": {"type": "pose", "on": "cars"},
+    "recognize": {"type": "recognize", "gallery": "g.npz", "on": "cars"},
+}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_every_without_a_track_stage_is_an_error_at_load(tmp_path: Path, reader: str) -> None:
+    path = tmp_path / "skips.yaml"
+    zones = {"type": "zones", "on": "cars", "zones": [{"name": "z", "polygon": [[0, 0], [9, 0], [9, 9]]}]}
+    path.write_text(
+        yaml.safe_dump({"source": "a.mp4", "stages": [SKIPPING_DETECTOR, zones, READERS[reader]]})
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    assert str(excinfo.value).startswith(
+        f"{path}: stages.2 ({reader}): every: 3 of stages.0 (cars) needs a track stage on 'cars' "
+        "before this stage"
+    )
+    assert "\n" not in str(excinfo.value) and "Value error" not in str(excinfo.value)
+
+
+def test_every_is_fine_with_a_track_stage_on_whole_frames_or_when_it_is_1() -> None:
+    tracked = [SKIPPING_DETECTOR, {"type": "track", "on": "cars"}, *READERS.values()]
+    assert len(parse_config({"source": "a.mp4", "stages": tracked}).stages) == 5
+    whole_frame = [SKIPPING_DETECTOR, {"type": "classify", "model": "m"}, {"type": "pose"}]
+    assert len(parse_config({"source": "a.mp4", "stages": whole_frame}).stages) == 3
+    every_frame = [{**SKIPPING_DETECTOR, "every": 1}, READERS["classify"]]
+    assert len(parse_config({"source": "a.mp4", "stages": every_frame}).stages) == 2
+
+
+def test_whole_config_errors_have_no_empty_location_or_pydantic_prefix() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config({"source": "a.mp4", "sources": ["b.mp4"]})
+    assert str(excinfo.value) == "config: give either source or sources, not both"
+
+
+def test_command_line_values_are_validated_as_the_file_would_be() -> None:
+    rule_events = {"outputs": [{"type": "jsonl", "path": "run.jsonl"}]}
+    with pytest.raises(ConfigError, match=r"'run\.jsonl' is written by two outputs"):
+        parse_config({"source": "a.mp4", "outputs": {"events": "run.jsonl"}, "events": rule_events})
+    config = parse_config({"source": "a.mp4", "events": rule_events})
+    with pytest.raises(ConfigError) as excinfo:
+        with_overrides(config, events="run.jsonl")
+    assert str(excinfo.value) == (
+        "command line: 'run.jsonl' is written by two outputs; rule events also go to outputs.events"
+    )
+    with pytest.raises(ConfigError, match="command line: max_frames: Input should be greater than or equal"):
+        with_overrides(config, max_frames=0)
+    assert with_overrides(config, events="frames.jsonl").outputs.events == "frames.jsonl"
+
+
+def test_show_from_the_command_line_turns_the_window_on_or_off() -> None:
+    windowed = parse_config({"source": "a.mp4", "outputs": {"show": True}})
+    assert with_overrides(windowed, show=False).outputs.show is False
+    assert with_overrides(windowed, show=None).outputs.show is True
+    assert with_overrides(default_config(), show=True).outputs.show is True
+
+
+def test_a_config_without_a_source_takes_the_command_line_one(tmp_path: Path) -> None:
+    path = tmp_path / "stages.yaml"
+    path.write_text("stages:\n  - type: face_detection\n")
+    config = load_config(path, sources=["clip.mp4", "0"])
+    assert [s.uri for s in config.sources] == ["clip.mp4", "0"]
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    assert (
+        str(excinfo.value) == f"{path}: source: Field required; give one in the config or on the command line"
+    )
+    own = tmp_path / "own.yaml"
+    own.write_text("source: a.mp4\n")
+    assert load_config(own, sources=["b.mp4"]).source.uri == "a.mp4"  # with_overrides replaces it

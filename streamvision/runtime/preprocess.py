@@ -31,12 +31,13 @@ class Letterbox:
 def letterbox(image: np.ndarray, size: tuple[int, int], fill: int = 0) -> tuple[np.ndarray, Letterbox]:
     """Resizes ``image`` to fit ``size`` (width, height) keeping its aspect ratio, padding the rest.
 
-    The image is centred; padding is ``fill``.
+    The image is centred; padding is ``fill``. A side never rounds below one pixel, so a sliver
+    (a 2 x 300 crop into 224 x 224) still fits.
     """
     height, width = image.shape[:2]
     target_w, target_h = size
     scale = min(target_w / width, target_h / height)
-    new_w, new_h = round(width * scale), round(height * scale)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     pad_x, pad_y = (target_w - new_w) // 2, (target_h - new_h) // 2

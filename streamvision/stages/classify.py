@@ -18,6 +18,10 @@ from streamvision.runtime.preprocess import letterbox, to_tensor
 from streamvision.runtime.session import OnnxModel
 from streamvision.stages.base import StageConfig, StageContext
 
+MIN_CROP_SIDE = 2
+"""A detection whose crop is narrower or shorter than this many pixels gets no label: a sliver
+holds too little to classify."""
+
 
 class ClassifyConfig(StageConfig):
     """``type: classify``."""
@@ -44,6 +48,9 @@ class ClassifyConfig(StageConfig):
     """The model output holding the class scores; the manifest's first output by default."""
 
     model_sessions: ClassVar[int] = 1
+    needs_detections_every_frame: ClassVar[bool] = True
+    """With ``on``: a detector that skips frames (``every`` > 1) needs a ``track`` stage before this
+    one to carry its boxes over them (checked when the config loads)."""
 
 
 class Classifier:
@@ -116,8 +123,9 @@ class Classifier:
         windows = crop_boxes(
             detections.xyxy[rows], (width, height), self._config.crop_scale, self._config.square
         )
-        # A box wholly outside the frame clips to nothing: it gets no label.
-        usable = (windows[:, 2] > windows[:, 0]) & (windows[:, 3] > windows[:, 1])
+        # A box wholly outside the frame clips to nothing, a thin one to a sliver: neither gets a label.
+        sides = windows[:, 2:] - windows[:, :2]
+        usable = np.all(sides >= MIN_CROP_SIDE, axis=1)
         return rows[usable], [crop(frame.image, w) for w in windows[usable]]
 
     def _fit(self, image: np.ndarray) -> np.ndarray:

@@ -31,6 +31,9 @@ class PoseConfig(StageConfig):
     """With ``on``: at most this many poses per frame, the most confident detections first."""
 
     model_sessions: ClassVar[int] = 1
+    needs_detections_every_frame: ClassVar[bool] = True
+    """With ``on``: a detector that skips frames (``every`` > 1) needs a ``track`` stage before this
+    one to carry its boxes over them (checked when the config loads)."""
 
 
 class PoseEstimator:

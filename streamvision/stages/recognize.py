@@ -29,6 +29,9 @@ class RecognizeConfig(StageConfig):
     """How many of the most similar people to list per face."""
 
     model_sessions: ClassVar[int] = 1
+    needs_detections_every_frame: ClassVar[bool] = True
+    """With ``on``: a detector that skips frames (``every`` > 1) needs a ``track`` stage before this
+    one to carry its boxes over them (checked when the config loads)."""
 
 
 class Recognizer:
