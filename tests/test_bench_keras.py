@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 pytestmark = pytest.mark.convert
-tf = pytest.importorskip("tensorflow")
-pytest.importorskip("tf2onnx")
 
 from streamvision.bench.keras import keras_vs_onnxruntime  # noqa: E402
 from streamvision.bench.report import markdown  # noqa: E402

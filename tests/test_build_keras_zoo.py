@@ -11,13 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow  # noqa: F401 - the convert extra: a missing one fails here
 import yaml
 
 pytestmark = pytest.mark.convert
-pytest.importorskip("tensorflow")
-pytest.importorskip("tf2onnx")
-pytest.importorskip("joblib")
-pytest.importorskip("lz4")
 
 from streamvision.runtime.manifest import ModelRegistry  # noqa: E402
 

@@ -19,6 +19,12 @@ from typing import Any
 
 import pytest
 
+from streamvision.cluster.batch import FRAMES, STAMP, find_videos, plan
+from streamvision.config import PipelineConfig, parse_config
+from streamvision.pipeline import Pipeline
+from tests.conftest import decode_all, write_clip
+
+# isort: off
 from tests.ray_nodes import (  # before Ray: it sets the environment Ray reads
     LOOPBACK,
     network_namespaces_available,
@@ -27,13 +33,9 @@ from tests.ray_nodes import (  # before Ray: it sets the environment Ray reads
     start_two_nodes,
     stop_all,
 )
+import ray  # noqa: F401 - the cluster extra: a missing one fails here
 
-ray = pytest.importorskip("ray")
-
-from streamvision.cluster.batch import FRAMES, STAMP, find_videos, plan  # noqa: E402
-from streamvision.config import PipelineConfig, parse_config  # noqa: E402
-from streamvision.pipeline import Pipeline  # noqa: E402
-from tests.conftest import decode_all, write_clip  # noqa: E402
+# isort: on
 
 pytestmark = pytest.mark.cluster
 

@@ -21,17 +21,6 @@ from typing import Any
 
 import pytest
 
-from tests.ray_nodes import (  # before Ray: it sets the environment Ray reads
-    TwoNodes,
-    kill_node,
-    network_namespaces_available,
-    node_pids,
-    remove_two_nodes,
-    start_two_nodes,
-)
-
-pytest.importorskip("ray")
-
 from tests.conftest import count_frames, decode_all, write_clip
 from tests.event_servers import (  # noqa: F401 - fixtures
     Receiver,
@@ -41,6 +30,19 @@ from tests.event_servers import (  # noqa: F401 - fixtures
     receiver,
     wait_for,
 )
+
+# isort: off
+from tests.ray_nodes import (  # before Ray: it sets the environment Ray reads
+    TwoNodes,
+    kill_node,
+    network_namespaces_available,
+    node_pids,
+    remove_two_nodes,
+    start_two_nodes,
+)
+import ray  # noqa: F401 - the cluster extra: a missing one fails here
+
+# isort: on
 from tests.test_rtsp import SERVER_MISSING as RTSP_MISSING
 from tests.test_rtsp import RtspServer, make_server  # noqa: F401 - fixture
 

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+import tensorflow as tf  # after conftest, which sets the environment TensorFlow reads
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-tf = pytest.importorskip("tensorflow")
-pytest.importorskip("tf2onnx")
-
-import onnxruntime as ort  # noqa: E402
-
-from streamvision.convert import ConvertOptions, convert_file  # noqa: E402
-from streamvision.convert.tflite import TRANSPOSE_CONV_BIAS  # noqa: E402
-from streamvision.errors import ConversionError  # noqa: E402
+from streamvision.convert import ConvertOptions, convert_file
+from streamvision.convert.tflite import TRANSPOSE_CONV_BIAS
+from streamvision.errors import ConversionError
 
 pytestmark = pytest.mark.convert
 keras = tf.keras

@@ -9,12 +9,10 @@ import shutil
 import time
 from pathlib import Path
 
+import cv2
+import mediapipe as mediapipe_package  # noqa: F401 - the extra: a missing one fails here
 import numpy as np
 import pytest
-
-pytest.importorskip("mediapipe")
-
-import cv2
 
 from streamvision.config import OutputConfig, PipelineConfig, SourceConfig
 from streamvision.errors import ModelError

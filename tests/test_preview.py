@@ -81,8 +81,13 @@ def test_preview_needs_its_token_and_serves_metrics(preview_run: str) -> None:
     assert excinfo.value.code == 401
     stats = json.loads(_get(f"{preview_run}stats.json?token={TOKEN}"))
     assert stats["source"] == "long.mp4" and stats["frames_out"] >= 0
-    time.sleep(1.0)
-    metrics = _get(f"{preview_run}metrics?token={TOKEN}").decode()
+    # a face is counted once the first frames are through the stages
+    deadline = time.monotonic() + 30
+    while "streamvision_detections_total{" not in (
+        metrics := _get(f"{preview_run}metrics?token={TOKEN}").decode()
+    ):
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.1)
     assert "streamvision_latency_seconds_bucket" in metrics
     assert 'streamvision_fps{direction="out",source="long.mp4"}' in metrics
     assert 'streamvision_detections_total{label="face",stage="face_detection"}' in metrics

@@ -25,7 +25,11 @@ needs_xvfb = pytest.mark.skipif(
 def display() -> Iterator[str]:
     name = f":{90 + os.getpid() % 9}"
     server = subprocess.Popen(["Xvfb", name, "-screen", "0", "640x480x24"], stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    env = {**os.environ, "DISPLAY": name}
+    deadline = time.monotonic() + 30
+    while subprocess.run(["xdotool", "getdisplaygeometry"], capture_output=True, env=env).returncode != 0:
+        assert time.monotonic() < deadline and server.poll() is None, "Xvfb did not start"
+        time.sleep(0.05)
     try:
         yield name
     finally:
@@ -36,12 +40,29 @@ def display() -> Iterator[str]:
 def _find_window(env: dict[str, str], deadline: float) -> str | None:
     while time.monotonic() < deadline:
         found = subprocess.run(
-            ["xdotool", "search", "--name", "streamvision"], capture_output=True, text=True, env=env
+            ["xdotool", "search", "--onlyvisible", "--name", "streamvision"],
+            capture_output=True,
+            text=True,
+            env=env,
         ).stdout.split()
         if found:
             return found[0]
         time.sleep(0.1)
     return None
+
+
+def _press_until_exit(
+    process: subprocess.Popen[str], window: str, key: str, env: dict[str, str]
+) -> tuple[str, str]:
+    """Presses ``key`` in ``window`` until the process ends (a key sent while the window is still
+    being mapped can be lost); returns its stdout and stderr."""
+    deadline = time.monotonic() + 30
+    while True:
+        subprocess.run(["xdotool", "key", "--window", window, key], env=env, check=True)
+        try:
+            return process.communicate(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            assert time.monotonic() < deadline, f"{key} did not stop the run"
 
 
 @needs_xvfb
@@ -56,9 +77,7 @@ def test_window_shows_the_stream_and_q_quits(display: str, long_clip: Path, tmp_
     try:
         window = _find_window(env, time.monotonic() + 30)
         assert window is not None, "no window appeared"
-        time.sleep(0.5)
-        subprocess.run(["xdotool", "key", "--window", window, "q"], env=env, check=True)
-        _, stderr = process.communicate(timeout=10)
+        _, stderr = _press_until_exit(process, window, "q", env)
     finally:
         process.kill()
     assert process.returncode == 0, stderr

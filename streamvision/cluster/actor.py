@@ -80,7 +80,7 @@ class ForwardedEvents:
         with self._lock:
             return {"submitted": self.submitted, "dropped": self.dropped, "backlog": len(self._events)}
 
-    def close(self) -> None:
+    def close(self, deadline: float | None = None) -> None:
         """Nothing to finish: the driver collects what is left after the pipeline ends."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from fractions import Fraction
 from typing import Any, Protocol, runtime_checkable
@@ -27,8 +28,8 @@ from streamvision.sources.reconnect import SourceStatus
 
 log = logging.getLogger(__name__)
 
-DRAIN_S = 5.0
-"""Seconds each simple output gets at the end of a run to write what is queued."""
+CLOSE_GRACE_S = 2.0
+"""Seconds past the deadline an output may take to put down what it is doing before it is abandoned."""
 
 
 @runtime_checkable
@@ -137,9 +138,10 @@ class EventsSink:
             "event_outputs": {channel.name: channel.stats() for channel in self._channels},
         }
 
-    def close(self) -> None:
-        """Finishes every output (each within its own drain time); errors are logged, then the first
-        is raised.
+    def close(self, deadline: float | None = None) -> None:
+        """Finishes every output at once, in parallel: each within its own drain time, and all by
+        ``deadline`` (a ``time.monotonic()`` value) when given. Errors are logged, then the first is
+        raised.
 
         Raises:
             StreamvisionError: an output failed to close.
@@ -148,12 +150,24 @@ class EventsSink:
             return
         self._closed = True
         errors: list[Exception] = []
-        for channel in self._channels:
+
+        def close(channel: Channel) -> None:
             try:
-                channel.close()
+                channel.close(deadline)
             except Exception as exc:
                 log.error("closing output %s failed: %s", channel.name, exc)
                 errors.append(exc)
+
+        closing = [
+            threading.Thread(target=close, args=(channel,), name=f"sv-close-{channel.name}", daemon=True)
+            for channel in self._channels
+        ]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()) + CLOSE_GRACE_S)
+            if thread.is_alive():
+                log.error("output %s did not finish closing in time", thread.name.removeprefix("sv-close-"))
         if errors:
             raise errors[0]
 

@@ -17,6 +17,9 @@ from streamvision.events.event import Event
 
 log = logging.getLogger(__name__)
 
+IN_HAND_S = 1.0
+"""Seconds a closing worker waits at least for the item it is handling."""
+
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 
@@ -31,13 +34,17 @@ class Handler(Protocol[T_contra]):
 
 
 class Channel(Protocol):
-    """The calling thread's side of an output: report and finish."""
+    """The calling thread's side of an output: report and finish.
+
+    ``close(deadline)`` finishes by ``deadline`` (a ``time.monotonic()`` value) at the latest, or
+    within the output's own drain time when it is None or later.
+    """
 
     name: str
 
     def stats(self) -> dict[str, Any]: ...
 
-    def close(self) -> None: ...
+    def close(self, deadline: float | None = None) -> None: ...
 
 
 class EventChannel(Channel, Protocol):
@@ -146,22 +153,26 @@ class OutputWorker(Generic[T]):
                 lambda: not self._items and not self._busy, max(0.0, deadline - time.monotonic())
             )
 
-    def close(self) -> None:
-        """Handles what is queued for up to ``drain_timeout`` seconds, drops the rest (counted), stops
-        the thread and closes the handler. Safe to call twice."""
+    def close(self, deadline: float | None = None) -> None:
+        """Handles what is queued for up to ``drain_timeout`` seconds or until ``deadline`` (a
+        ``time.monotonic()`` value), whichever comes first, drops the rest (counted), stops the thread
+        and closes the handler. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         timeout = self._drain_timeout
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
         self.drain(timeout)
         with self._cond:
             self.dropped += len(self._items)
             self._items.clear()
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(max(1.0, timeout))
+        # the item in hand is finished (a frame of a clip, one request): the handler closes after it
+        self._thread.join(max(IN_HAND_S, timeout))
         if self._thread.is_alive():
-            log.error("output %s did not stop within %.1f s", self.name, timeout)
+            log.error("output %s did not stop within %.1f s", self.name, max(IN_HAND_S, timeout))
             return
         self._handler.close()
 

@@ -102,12 +102,13 @@ class ClipChannel:
     def stats(self) -> dict[str, Any]:
         return {**self._worker.stats(), "clips": self.clips}
 
-    def close(self) -> None:
-        """Ends the clip being recorded (shorter than asked) and finishes encoding."""
+    def close(self, deadline: float | None = None) -> None:
+        """Ends the clip being recorded (shorter than asked) and finishes encoding by ``deadline``; frames
+        still queued then are left out, and the clip in hand is finalized all the same."""
         if self._recording is not None:
             self._worker.submit(_End(self._recording), keep=True)
             self._recording = None
-        self._worker.close()
+        self._worker.close(deadline)
 
 
 class _ClipWriter:

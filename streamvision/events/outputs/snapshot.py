@@ -55,8 +55,8 @@ class SnapshotChannel:
     def stats(self) -> dict[str, Any]:
         return {**self._worker.stats(), "skipped": self.skipped}
 
-    def close(self) -> None:
-        self._worker.close()
+    def close(self, deadline: float | None = None) -> None:
+        self._worker.close(deadline)
 
 
 class _JpegWriter:
