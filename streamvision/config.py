@@ -13,6 +13,7 @@ from pydantic_core import ErrorDetails
 
 from streamvision.errors import ConfigError
 from streamvision.events.config import EventsConfig, JsonLinesOutput
+from streamvision.paths import same_path_problem
 from streamvision.samples import sample_path
 from streamvision.stages import StageConfig, stage_config_class
 
@@ -173,6 +174,14 @@ class PipelineConfig(_Strict):
                 raise ValueError(
                     f"{stream!r} is written by two outputs; rule events also go to outputs.events"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _no_file_twice(self) -> PipelineConfig:
+        # with several sources each output gets the source's id in its name: per_source checks those
+        problem = same_path_problem(self, with_sources=len(self.sources) == 1)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 

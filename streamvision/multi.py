@@ -16,6 +16,7 @@ from typing import Any
 from streamvision.config import OutputConfig, PipelineConfig, SourceConfig
 from streamvision.errors import ConfigError
 from streamvision.events.config import MqttOutput, WebhookOutput
+from streamvision.paths import first_clash, run_paths
 from streamvision.pipeline import Pipeline, ProgressCallback, model_sessions
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.session import ThreadBudget
@@ -46,7 +47,8 @@ def per_source(config: PipelineConfig) -> list[PipelineConfig]:
     """One single-source config per source of ``config``, with outputs that do not collide.
 
     Raises:
-        ConfigError: several sources with a window (``show``), which needs the main thread.
+        ConfigError: several sources with a window (``show``), which needs the main thread; an output
+            of one source names the file of a source.
     """
     if len(config.sources) == 1:
         return [config]
@@ -63,6 +65,14 @@ def per_source(config: PipelineConfig) -> list[PipelineConfig]:
                 }
             )
         )
+    # every source against every source's outputs (out.mp4 -> out.<id>.mp4), before any opens
+    named = [pair for single in configs for pair in run_paths(single) if pair[0] == "source"]
+    named += [
+        (f"{key} of {single.source.id}", path) for single in configs for key, path in run_paths(single, False)
+    ]
+    problem = first_clash(named)
+    if problem is not None:
+        raise ConfigError(f"config: {problem}")
     return configs
 
 

@@ -25,6 +25,7 @@ from streamvision.config import PipelineConfig
 from streamvision.errors import ConfigError, StreamvisionError
 from streamvision.frame import Detections, Frame
 from streamvision.metrics import PipelineMetrics
+from streamvision.paths import same_path_problem
 from streamvision.queues import FrameQueue, QueueClosed, QueueTimeout
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.session import ThreadBudget
@@ -83,6 +84,7 @@ class Pipeline:
             changes besides the configured outputs (a cluster actor passes them to its driver).
 
     Raises:
+        ConfigError: two of its files or folders are the same (an output over the input).
         SourceError, ModelError, SinkError: the source, a model or an output cannot be opened.
     """
 
@@ -97,6 +99,9 @@ class Pipeline:
             raise ConfigError(
                 f"a Pipeline runs one source, got {len(config.sources)}: use streamvision.multi"
             )
+        problem = same_path_problem(config)  # configs made in code skip validation: checked before opening
+        if problem is not None:
+            raise ConfigError(f"config: {problem}")
         self.config = config
         self.metrics = PipelineMetrics()
         self._stop = threading.Event()

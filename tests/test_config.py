@@ -182,3 +182,51 @@ def test_a_config_without_a_source_takes_the_command_line_one(tmp_path: Path) ->
     own = tmp_path / "own.yaml"
     own.write_text("source: a.mp4\n")
     assert load_config(own, sources=["b.mp4"]).source.uri == "a.mp4"  # with_overrides replaces it
+
+
+@pytest.mark.parametrize(
+    ("outputs", "clash"),
+    [
+        ({"video": "{clip}"}, "source and outputs.video"),
+        ({"events": "{clip}"}, "source and outputs.events"),
+        ({"report": "{link}"}, "source and outputs.report"),  # through a symbolic link
+        ({"video": "x.mp4", "events": "./x.mp4"}, "outputs.video and outputs.events"),
+        ({"video": "x.mp4", "report": "{tmp}/x.mp4"}, "outputs.video and outputs.report"),
+    ],
+)
+def test_two_parts_of_a_run_never_name_the_same_file(
+    tmp_path: Path, sample_clip: Path, monkeypatch: pytest.MonkeyPatch, outputs: dict[str, str], clash: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(sample_clip.read_bytes())
+    (tmp_path / "link.mp4").symlink_to(clip)
+    names = {"clip": str(clip), "link": "link.mp4", "tmp": str(tmp_path)}
+    raw = {"source": "clip.mp4", "outputs": {k: v.format(**names) for k, v in outputs.items()}}
+    with pytest.raises(ConfigError, match=f"config: {clash} name the same file"):
+        parse_config(raw)
+
+
+def test_an_event_output_folder_may_not_be_an_output_file(tmp_path: Path) -> None:
+    raw = {
+        "source": "sample:bikes",
+        "outputs": {"video": str(tmp_path / "shots")},
+        "events": {
+            "rules": [{"type": "appear"}],
+            "outputs": [{"type": "snapshot", "dir": str(tmp_path / "shots")}],
+        },
+    }
+    with pytest.raises(ConfigError, match=r"outputs.video and events.outputs.0 \(snapshot\) name the same"):
+        parse_config(raw)
+
+
+def test_with_several_sources_each_source_is_checked_against_its_own_outputs(tmp_path: Path) -> None:
+    from streamvision.multi import per_source
+
+    first = tmp_path / "out.b.mp4"
+    first.write_bytes(b"")
+    # out.mp4 becomes out.<id>.mp4 per source: the second source's output is the first source's file
+    config = parse_config({"sources": [{"uri": str(first), "id": "x"}, {"uri": "sample:bikes", "id": "b"}],
+                           "outputs": {"video": str(tmp_path / "out.mp4")}})  # fmt: skip
+    with pytest.raises(ConfigError, match="name the same file"):
+        per_source(config)
