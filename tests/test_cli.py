@@ -244,3 +244,15 @@ def test_run_help_names_the_embedded_default() -> None:
     text = " ".join(result.stdout.replace("│", " ").split())
     assert "objects tracked on the bundled street clip" in text and "faces" not in text
     assert "--no-show" in text
+
+
+def test_an_output_over_the_input_is_refused_and_the_input_kept(tmp_path: Path, sample_clip: Path) -> None:
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(sample_clip.read_bytes())
+    for args in (["-o", "a.mp4"], ["--events", "a.mp4"], ["--report", "./a.mp4"]):
+        result = run_cli("run", "-s", "a.mp4", *args, cwd=tmp_path)
+        assert result.returncode == 2 and "name the same file" in result.stderr, result.stderr
+    result = run_cli("run", "-s", "a.mp4", "-o", "x.mp4", "--events", "x.mp4", cwd=tmp_path)
+    assert result.returncode == 2 and "outputs.video and outputs.events" in result.stderr
+    assert clip.read_bytes() == sample_clip.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
