@@ -14,6 +14,7 @@ from rich.console import Console
 from streamvision.cli_errors import EXIT_USAGE, reported_errors, set_debug
 from streamvision.cli_signals import exit_for_signal, stop_on_signals
 from streamvision.console import make_console
+from streamvision.errors import SinkError, StreamvisionError
 from streamvision.reports import write_json
 
 app = typer.Typer(
@@ -95,11 +96,19 @@ def run(
             return
         pipeline = Pipeline(pipeline_config)
         stopped_by = stop_on_signals(pipeline)
-        summary = _run_with_progress([pipeline], pipeline.run)
-        summary["stopped_by"] = stopped_by.get("signal")
-        _print_summary(console, summary)
-        if pipeline_config.outputs.report is not None:
-            write_json(pipeline_config.outputs.report, summary)
+        summary: dict[str, Any] | None = None
+        try:
+            summary = _run_with_progress([pipeline], pipeline.run)
+        except StreamvisionError as exc:
+            # what was done up to the error is still reported; the error line follows
+            summary = {**pipeline.summary(), "error": str(exc)}
+            raise
+        finally:
+            if summary is not None:
+                summary["stopped_by"] = stopped_by.get("signal")
+                if pipeline_config.outputs.report is not None:
+                    write_json(pipeline_config.outputs.report, summary)
+                _print_summary(console, summary)
         exit_for_signal(stopped_by)
 
 
@@ -151,6 +160,19 @@ def _run_with_progress(pipelines: list[Any], run: Callable[..., Any]) -> Any:
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:
+    """Prints the run's summary table.
+
+    Raises:
+        SinkError: the console's stream cannot be written (a full disk behind stdout).
+    """
+    try:
+        console.print(_summary_table(summary))
+    except OSError as exc:
+        stream = "stderr" if console.stderr else "stdout"
+        raise SinkError(f"cannot print the summary to {stream}: {exc.strerror or exc}") from None
+
+
+def _summary_table(summary: dict[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table(title="streamvision run", show_header=False, box=None)
@@ -180,7 +202,7 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         table.add_row("video", summary["output"])
     if summary["events"]:
         table.add_row("events", summary["events"])
-    console.print(table)
+    return table
 
 
 def _p50_p95(ms: dict[str, float | None]) -> str:

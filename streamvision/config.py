@@ -20,6 +20,8 @@ from streamvision.stages import StageConfig, stage_config_class
 SAMPLE_CLIP = sample_path("carphone")
 STREET_CLIP = sample_path("bikes")
 DEFAULT_OUTPUT = Path("streamvision-output.mp4")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
+"""Containers the annotated H.264 video can be written in."""
 
 
 class _Strict(BaseModel):
@@ -89,7 +91,7 @@ class OutputConfig(_Strict):
     """Where results go."""
 
     video: Path | None = None
-    """Annotated H.264 mp4."""
+    """Annotated H.264 video: an .mp4 (or .mkv, .mov) file."""
     show: bool = False
     """A window; q or Esc stops the run."""
     events: str | None = None
@@ -98,6 +100,15 @@ class OutputConfig(_Strict):
     """The run summary as JSON."""
     preview: PreviewConfig | None = None
     """A live preview page over HTTP."""
+
+    @field_validator("video")
+    @classmethod
+    def _video_container(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(
+                f"{str(value)!r} is not a video file name: end it in {', '.join(VIDEO_SUFFIXES)}"
+            )
+        return value
 
     def with_files(self, change: Callable[[Path], Path]) -> OutputConfig:
         """A copy with ``change`` applied to each file path: video, per-frame events (not stdout), report."""

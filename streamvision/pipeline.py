@@ -150,7 +150,9 @@ class Pipeline:
         if outputs.events is not None:
             from streamvision.sinks.events import JsonLinesSink
 
-            sinks.append(JsonLinesSink(outputs.events))
+            sinks.append(
+                JsonLinesSink(outputs.events, on_reader_gone=lambda: self.request_stop("reader gone"))
+            )
         if self.config.events is not None:
             from streamvision.events.sink import EventLineSink, EventsSink
 

@@ -256,3 +256,59 @@ def test_an_output_over_the_input_is_refused_and_the_input_kept(tmp_path: Path, 
     assert result.returncode == 2 and "outputs.video and outputs.events" in result.stderr
     assert clip.read_bytes() == sample_clip.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and lines[-1].startswith("error: ") and text in lines[-1], lines
+
+
+def test_a_decoder_that_does_not_fit_the_model_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("run", "--decoder", "yolov8", "--max-frames", "2", cwd=tmp_path)
+    _one_error_line(result, "model 'nanodet' does not fit decoder 'yolov8'")
+
+
+@pytest.mark.parametrize("name", ["x.txt", "x.gif", "x"])
+def test_an_output_that_is_no_video_file_name_is_refused_before_anything_loads(
+    tmp_path: Path, name: str
+) -> None:
+    _one_error_line(run_cli("run", "-o", name, cwd=tmp_path), "is not a video file name")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_events_piped_into_a_reader_that_stops_end_the_run_cleanly(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamvision", "run", "--events", "-", "-o", "out.mp4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV, cwd=tmp_path,
+    )  # fmt: skip
+    assert process.stdout is not None and json.loads(process.stdout.readline())["frame"] == 0
+    process.stdout.close()  # as `| head -1` does
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "error" not in stderr
+    assert 0 < count_frames(tmp_path / "out.mp4") < 250
+
+
+def test_a_closed_or_full_stdout_is_one_line(tmp_path: Path) -> None:
+    closed = subprocess.run(
+        [sys.executable, "-m", "streamvision", "run", "--events", "-", "--max-frames", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=CLI_ENV, cwd=tmp_path,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    _one_error_line(closed, "stdout is closed")
+    with open("/dev/full", "w") as full:
+        for args in (["--events", "-"], ["-o", "out.mp4"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "streamvision", "run", "--max-frames", "2", *args],
+                stdout=full, stderr=subprocess.PIPE, text=True, env=CLI_ENV, cwd=tmp_path,
+            )  # fmt: skip
+            _one_error_line(result, "No space left on device")
+
+
+def test_the_report_is_written_when_a_run_fails(tmp_path: Path) -> None:
+    result = run_cli("run", "--events", "/dev/full", "--report", "report.json", "-o", "out.mp4", cwd=tmp_path)
+    _one_error_line(result, "No space left on device")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "No space left on device" in report["error"] and report["source"] == "bikes"
+    assert count_frames(tmp_path / "out.mp4") >= 0  # finalized: it opens and decodes

@@ -3,6 +3,7 @@ rule event."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,9 +49,9 @@ class JsonLinesSink:
     step_name = "events"
     needs_annotation = False
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, on_reader_gone: Callable[[], None] | None = None) -> None:
         self.target = target
-        self._stream = JsonLinesStream(target)
+        self._stream = JsonLinesStream(target, on_reader_gone=on_reader_gone)
 
     def write(self, frame: Frame, annotated: np.ndarray | None) -> None:
         self._write_line(frame_event(frame))

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from streamvision.decoders.boxes import DecodeParams
 from streamvision.decoders.detection import DETECTION_DECODERS, detection_decoder
-from streamvision.errors import ConfigError, ModelError
+from streamvision.errors import ConfigError, ModelError, describe
 from streamvision.frame import Detections, Frame
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.preprocess import letterbox, to_tensor
@@ -58,7 +58,8 @@ class ObjectDetector:
     detector did not run and carries its tracks forward.
 
     Raises:
-        ModelError: the model is missing or invalid, or its decoder is not a detection decoder.
+        ModelError: the model is missing or invalid, its decoder is not a detection decoder, or the
+            model does not fit its decoder or manifest.
         ConfigError: ``classes`` names a label the model does not have.
     """
 
@@ -97,6 +98,23 @@ class ObjectDetector:
         )
         self._model = OnnxModel(registry.verify(config.model), threads=context.budget.take())
         self._seen = 0
+        self._check_fit(decoder_name)
+
+    def _check_fit(self, decoder_name: str) -> None:
+        """Runs the model once on a blank input, so a model that does not fit its manifest (input name,
+        size) or its decoder fails here, with its name, instead of at the first frame.
+
+        Raises:
+            ModelError: the model cannot run on its manifest's input, or the decoder cannot read it.
+        """
+        width, height = self._spec.input.size
+        try:
+            self.detect(np.zeros((height, width, 3), np.uint8))
+        except Exception as exc:
+            raise ModelError(
+                f"model {self._config.model!r} does not fit decoder {decoder_name!r} or its manifest: "
+                f"{describe(exc)}"
+            ) from exc
 
     def process(self, frame: Frame) -> Frame:
         due = self._seen % self._config.every == 0
