@@ -68,10 +68,16 @@ def first_clash(named: list[tuple[str, Path]]) -> str | None:
     seen: list[tuple[str, Path]] = []
     for key, path in named:
         for other_key, other in seen:
+            if _is_source(key) and _is_source(other_key):
+                continue  # two sources may read one file
             if _same(path, other):
                 return f"{other_key} and {key} name the same file {str(path)!r}: give each its own"
         seen.append((key, path))
     return None
+
+
+def _is_source(key: str) -> bool:
+    return key.startswith(("source", "sources."))
 
 
 def _same(a: Path, b: Path) -> bool:

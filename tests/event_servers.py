@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -110,7 +111,8 @@ class Receiver:
 
     Every POSTed body is kept (repeats included); ``refuse`` lists event ids answered with 400;
     ``hang_up`` lists event ids whose first delivery is kept but never answered (the connection is
-    dropped, as when a receiver crashes after storing an event).
+    dropped, as when a receiver crashes after storing an event); ``fail_with`` set to a status answers
+    every request with it (nothing kept), as a receiver that is up but broken.
     """
 
     def __init__(self, port: int) -> None:
@@ -119,6 +121,7 @@ class Receiver:
         self.bodies: list[dict[str, Any]] = []
         self.refuse: set[str] = set()
         self.hang_up: set[str] = set()
+        self.fail_with: int | None = None
         self.held = threading.Event()
         """Set while a request is being held (see ``release``)."""
         self.release = threading.Event()
@@ -137,6 +140,11 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.fail_with is not None:
+                    self.send_response(receiver.fail_with)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if not receiver.release.is_set():
                     receiver.held.set()
                     receiver.release.wait(30)
@@ -180,3 +188,65 @@ def receiver() -> Iterator[Receiver]:
         yield down
     finally:
         down.stop()
+
+
+class RawServer:
+    """A TCP server on loopback that is no HTTP server: it accepts every connection, reads what comes
+    and either never answers (``reply`` None: a receiver that hangs) or sends ``reply`` and hangs up
+    (garbage instead of HTTP)."""
+
+    def __init__(self, reply: bytes | None = None) -> None:
+        self.reply = reply
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # closed by stop()
+                return
+            with self._lock:
+                self.connections += 1
+                self._open.append(connection)
+            if self.reply is not None:
+                connection.settimeout(5)
+                with contextlib.suppress(OSError):
+                    connection.recv(65536)
+                    connection.sendall(self.reply)
+                connection.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress (Linux)
+        self._listener.close()
+        with self._lock:
+            for connection in self._open:
+                connection.close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[RawServer]:
+    """A server that accepts connections and never answers; closed at teardown."""
+    server = RawServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[RawServer]:
+    """A server that answers every request with bytes that are not HTTP, then hangs up."""
+    server = RawServer(b"this is not HTTP\r\n\r\n")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -210,10 +210,10 @@ def test_two_parts_of_a_run_never_name_the_same_file(
 def test_an_event_output_folder_may_not_be_an_output_file(tmp_path: Path) -> None:
     raw = {
         "source": "sample:bikes",
-        "outputs": {"video": str(tmp_path / "shots")},
+        "outputs": {"video": str(tmp_path / "shots.mp4")},
         "events": {
             "rules": [{"type": "appear"}],
-            "outputs": [{"type": "snapshot", "dir": str(tmp_path / "shots")}],
+            "outputs": [{"type": "snapshot", "dir": str(tmp_path / "shots.mp4")}],
         },
     }
     with pytest.raises(ConfigError, match=r"outputs.video and events.outputs.0 \(snapshot\) name the same"):

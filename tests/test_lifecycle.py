@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,12 @@ from streamvision.events.config import ClipOutput, SnapshotOutput
 from streamvision.events.event import Event
 from streamvision.events.outputs.clip import ClipChannel
 from streamvision.events.outputs.snapshot import SnapshotChannel
+from streamvision.events.sink import CLOSE_GRACE_S
 from streamvision.frame import Frame
 from streamvision.multi import MultiPipeline
-from streamvision.pipeline import Pipeline
+from streamvision.pipeline import JOIN_TIMEOUT_S, STOP_DRAIN_S, Pipeline
 from tests.conftest import count_frames, decode_all
-from tests.event_servers import free_port
+from tests.event_servers import RawServer, free_port, silent_server  # noqa: F401 - fixture
 
 
 def _output_threads() -> list[str]:
@@ -106,3 +108,39 @@ def test_every_snapshot_an_event_names_is_written_when_its_queue_is_full(
     # what could not be queued was never promised to an event, and is counted
     assert len(named) + stats["skipped"] == len(street_frames) and stats["dropped"] == 0
     assert all(Path(path).is_file() for path in named)
+
+
+def test_a_stopped_run_drains_its_event_outputs_together_by_one_deadline(
+    sample_clip: Path,
+    tmp_path: Path,
+    silent_server: RawServer,  # noqa: F811
+) -> None:
+    # Two webhooks whose receiver never answers, each allowed 30 s to drain at the end of a source.
+    hooks = [
+        {"type": "webhook", "url": silent_server.url, "spool": str(tmp_path / f"spool{i}"), "timeout": 60,
+         "drain_timeout": 30}
+        for i in range(2)
+    ]  # fmt: skip
+    config = parse_config(
+        {
+            "source": {"uri": str(sample_clip), "realtime": True},
+            "stages": [{"type": "face_detection"}],
+            "events": {"rules": [{"type": "appear"}], "outputs": hooks},
+        }
+    )
+    pipeline = Pipeline(config)
+    stopped_at: list[float] = []
+
+    def stop_after_ten(p: Pipeline) -> None:
+        if p.metrics.frames_out == 10:
+            stopped_at.append(time.monotonic())
+            p.request_stop("SIGINT")
+
+    summary = pipeline.run(progress=stop_after_ten)
+    took = time.monotonic() - stopped_at[0]
+    # JOIN_TIMEOUT_S + STOP_DRAIN_S + CLOSE_GRACE_S at most, with slack for a loaded machine; the two
+    # drains one after another would take 60 s
+    assert took < JOIN_TIMEOUT_S + STOP_DRAIN_S + CLOSE_GRACE_S + 5, took
+    outputs = summary["event_outputs"]
+    # the appearance waits in each spool for the next run
+    assert [outputs[f"webhook.{i}"]["backlog"] for i in range(2)] == [1, 1]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from streamvision.redact import redact_url
 
 Point = tuple[float, float]
 
@@ -139,22 +142,71 @@ class WebhookOutput(_OutputBase):
 
     type: Literal["webhook"] = "webhook"
     url: str
+    """``http://`` or ``https://`` and a host; credentials in it (``user:password@``, a token in the
+    query) never show in logs."""
     spool: Path
     """Folder for undelivered events (one file each, delivered oldest first); one run at a time uses it."""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(5.0, gt=0, le=300)
+    """Seconds one request may take (connect, send, answer)."""
     backoff_initial: float = Field(0.5, gt=0, le=3600)
     backoff_max: float = Field(30.0, gt=0, le=3600)
+    give_up_after: float | None = Field(None, gt=0)
+    """Seconds of a continuous outage after which this run stops retrying: the events waiting then and
+    later ones count as failed (set aside in ``<spool>/failed/``). None: retry for as long as it runs."""
     max_spool: int = Field(100_000, ge=1)
     """Undelivered events kept at most; beyond it the oldest are dropped and counted."""
     drain_timeout: float = Field(1.0, ge=0, le=600)
-    """At the end of a run, seconds to keep delivering; what is left stays in the spool for the next run."""
+    """At the end of a run, seconds to keep delivering; closing takes no longer than this even while a
+    request hangs (its ``timeout`` may be longer). What is left stays in the spool for the next run."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        return check_http_url(url)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_syntax(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            if not _HEADER_VALUE.fullmatch(value):
+                raise ValueError(f"header {name!r}: the value must be printable ASCII on one line")
+        return headers
 
     @model_validator(mode="after")
     def _ordered(self) -> WebhookOutput:
         if self.backoff_max < self.backoff_initial:
             raise ValueError(f"backoff_max ({self.backoff_max}) must be >= backoff_initial")
         return self
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_HOST_CHARACTERS = re.compile(r"[^\s%/\\@?#]+")
+
+
+def check_http_url(url: str) -> str:
+    """``url`` when it is an absolute ``http(s)://`` URL with a host that httpx can use.
+
+    Raises:
+        ValueError: naming what is wrong (with any credentials of the URL masked).
+    """
+    import httpx  # here, not at the top: only a config with a webhook pays for it
+
+    shown = redact_url(url).split("?", 1)[0]  # no credentials, no query (it may hold a token)
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid URL {shown!r}: {redact_url(str(exc))}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"URL {shown!r} must start with http:// or https://")
+    if not parsed.host or not _HOST_CHARACTERS.fullmatch(parsed.host):
+        raise ValueError(f"URL {shown!r} has no valid host")
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        raise ValueError(f"URL {shown!r}: port {parsed.port} is not in 1-65535")
+    return url
 
 
 class MqttOutput(_OutputBase):
@@ -172,6 +224,9 @@ class MqttOutput(_OutputBase):
     keepalive: int = Field(30, ge=5, le=3600)
     max_inflight_queue: int = Field(10_000, ge=1)
     """Messages paho keeps while the broker is unreachable; beyond it publishing fails and is counted."""
+    drain_timeout: float = Field(3.0, ge=0, le=600)
+    """At the end of a run, seconds to keep publishing and to wait for the broker's acknowledgements;
+    events it never acknowledged count as failed."""
 
 
 class SnapshotOutput(_OutputBase):

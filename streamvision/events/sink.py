@@ -185,9 +185,9 @@ def open_event_channel(
 
         return WebhookChannel(output, name)
     if isinstance(output, MqttOutput):
-        from streamvision.events.outputs.mqtt import MqttPublisher
+        from streamvision.events.outputs.mqtt import MqttChannel
 
-        return OutputWorker(name, MqttPublisher(output, source_id), output.queue_size)
+        return MqttChannel(output, source_id, name)
     from streamvision.events.outputs.jsonl import JsonLinesWriter
 
     return OutputWorker(name, JsonLinesWriter(output), output.queue_size)
