@@ -7,6 +7,7 @@ Needs the ``train`` extra (TensorFlow, tf2onnx, scikit-learn, mlxtend, matplotli
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,10 @@ def test_manifest_entry_is_complete_and_verifies(mnist_run: dict[str, Any]) -> N
     registry = ModelRegistry(out)
     spec = registry.get("mnist-5k_cnn")
     registry.verify("mnist-5k_cnn")
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (out / "manifest.yaml", out / "mnist-5k_cnn.onnx"):  # readable as any file this user makes
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask, written
     assert spec.task == "classification" and spec.decoder == "softmax"
     assert spec.labels == tuple(str(i) for i in range(10))
     assert (spec.input.size, spec.input.color, spec.input.mean, spec.input.std) == (

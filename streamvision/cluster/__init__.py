@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'streamvision[cluster]'"
 LOOPBACK = "127.0.0.1"
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
 
 
 def require_ray() -> ModuleType:
@@ -49,6 +50,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> ModuleType:
         # Ray swaps a loopback address for this machine's network address unless, as on Windows and
         # macOS, clusters are off; read when Ray is imported, and inherited by the processes it starts.
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")
+        # Ray turns token authentication on for a new local instance and says so on every start;
+        # asked for explicitly, the same mode starts without the notice.
+        os.environ.setdefault(AUTH_MODE_ENV, "token")
     ray = require_ray()
     if ray.is_initialized():
         return ray

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,18 @@ def interpreter(path: Path, threads: int = 2, delegates: bool = True, preserve: 
     tf = _deps.tensorflow()
     resolver = tf.lite.experimental.OpResolverType
     try:
-        interp = tf.lite.Interpreter(
-            model_path=str(path),
-            num_threads=threads,
-            experimental_op_resolver_type=resolver.AUTO
-            if delegates
-            else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            experimental_preserve_all_tensors=preserve,
-        )
+        with warnings.catch_warnings():
+            # It warns on every use that it moves to ai_edge_litert in TF 2.20; until then it is the
+            # interpreter TensorFlow ships, and the warning only repeats itself.
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+            interp = tf.lite.Interpreter(
+                model_path=str(path),
+                num_threads=threads,
+                experimental_op_resolver_type=resolver.AUTO
+                if delegates
+                else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                experimental_preserve_all_tensors=preserve,
+            )
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ConversionError(f"the TFLite interpreter cannot load {path}: {exc}") from exc
