@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from streamvision.cli_errors import EXIT_USAGE, reported_errors, set_debug
-from streamvision.cli_signals import exit_for_signal, stop_on_signals
+from streamvision.cli_signals import exit_for_signal, exit_on_interrupt, stop_on_signals
 from streamvision.console import make_console
 from streamvision.errors import SinkError, StreamvisionError
 from streamvision.reports import write_json
@@ -242,4 +242,5 @@ app.add_typer(cluster_app, name="cluster")
 
 def main() -> None:
     """Console-script entry point."""
+    exit_on_interrupt()
     app()

@@ -1,4 +1,5 @@
-"""How every command reports errors: one line and exit code 2 for bad input, tracebacks on --debug."""
+"""How every command reports errors: one line and exit code 2 for bad input, tracebacks on --debug;
+Ctrl-C is one line and exit code 130."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import contextmanager
 
 import typer
 
+from streamvision.cli_signals import EXIT_INTERRUPTED, interrupt_raises
 from streamvision.errors import StreamvisionError
 
 EXIT_USAGE = 2
@@ -23,8 +25,10 @@ def reported_errors() -> Iterator[None]:
     """Turns errors into one line on stderr and an exit code; ``--debug`` keeps the traceback.
 
     Raises:
-        typer.Exit: code 2 for a :class:`StreamvisionError`, 1 for anything unexpected.
+        typer.Exit: code 2 for a :class:`StreamvisionError`, 1 for anything unexpected, 130 for
+            KeyboardInterrupt (Ctrl-C before a command handles signals itself, or a second one).
     """
+    interrupt_raises()
     try:
         yield
     except StreamvisionError as exc:
@@ -32,8 +36,11 @@ def reported_errors() -> Iterator[None]:
             raise
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+    except (typer.Exit, typer.Abort):
         raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
         if _debug["on"]:
             raise

@@ -3,16 +3,23 @@
 Routes: ``/`` (the page), ``/stream.mjpg``, ``/frame.jpg`` (the latest frame), ``/stats.json``,
 ``/metrics`` (Prometheus text format). Bound to 127.0.0.1 unless told otherwise; with a token, every
 route needs ``?token=...`` or ``Authorization: Bearer ...``.
+
+The server's threads are bounded: a connection gets a thread only once its request has arrived (the
+ones still silent are watched together by one thread and closed after the request timeout), at most
+``max_connections`` at a time; past that, requests are answered 503 at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import selectors
+import socket
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +39,21 @@ log = logging.getLogger(__name__)
 
 BOUNDARY = "streamvision-frame"
 LATEST_EVENTS = 10
+REQUEST_TIMEOUT_S = 10.0
+"""Seconds a client has to send its request; also the longest any one read or write of a request may
+block, so a viewer that takes nothing of the stream for this long is dropped."""
+MAX_CONNECTIONS = 32
+"""Requests served at once; an MJPEG viewer holds one for as long as it watches."""
+MAX_SILENT = 256
+"""Connections waiting for their request at once; past it, the longest waiting is closed."""
+LISTEN_BACKLOG = 128
+
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\ntoo many connections\n"
+)
+
+_Request = socket.socket | tuple[bytes, socket.socket]
 
 
 class PreviewSink:
@@ -44,6 +66,9 @@ class PreviewSink:
         stats: returns the pipeline's current summary (FPS, drops, latency, ...).
         max_fps: JPEG encodes per second at most; frames in between are skipped.
         quality: JPEG quality.
+        max_connections: requests served at once (MJPEG viewers included); more get a 503.
+        request_timeout: seconds a connection may stay silent before its request, and the longest a
+            read or write may block (a viewer that stops reading is dropped after it).
 
     Raises:
         SinkError: the address cannot be bound.
@@ -60,16 +85,19 @@ class PreviewSink:
         stats: Callable[[], dict[str, Any]],
         max_fps: float = 15.0,
         quality: int = 80,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self._state = _PreviewState(stats, token)
         self._min_interval = 1.0 / max_fps
         self._quality = quality
         self._last_publish = 0.0
+        handler = _handler_for(self._state, request_timeout)
         try:
-            self._server = ThreadingHTTPServer((host, port), _handler_for(self._state))
+            self._server = _PreviewServer((host, port), handler, max_connections, request_timeout)
         except OSError as exc:
             raise SinkError(f"preview cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self._server.daemon_threads = True
         address = self._server.server_address
         self.host, self.port = str(address[0]), int(address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="sv-preview", daemon=True)
@@ -166,10 +194,212 @@ class _PreviewState:
         return hmac.compare_digest(offered.encode(), self.token.encode())
 
 
-def _handler_for(state: _PreviewState) -> type[BaseHTTPRequestHandler]:
+class _PreviewServer(ThreadingHTTPServer):
+    """A threading HTTP server with a bounded number of threads (see the module's docstring)."""
+
+    daemon_threads = True
+    block_on_close = False  # server_close() ends the open connections instead of waiting for them
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        max_connections: int,
+        request_timeout: float,
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._active: set[socket.socket] = set()
+        self._active_lock = threading.Lock()
+        self._silent = _SilentConnections(self._request_arrived, request_timeout, MAX_SILENT)
+        super().__init__(address, handler)
+        self._silent.start()
+
+    def process_request(self, request: _Request, client_address: Any) -> None:
+        """Called for every accepted connection: it waits with the silent ones for its request."""
+        self._silent.add(_connection(request), client_address)
+
+    def _request_arrived(self, connection: socket.socket, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            _refuse(connection)
+            return
+        with self._active_lock:
+            self._active.add(connection)
+        try:
+            super().process_request(connection, client_address)  # a thread for it
+        except Exception:
+            log.warning("preview: cannot serve a request", exc_info=True)
+            self._release(connection)
+            self.shutdown_request(connection)
+
+    def process_request_thread(self, request: _Request, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release(_connection(request))
+
+    def _release(self, connection: socket.socket) -> None:
+        with self._active_lock:
+            self._active.discard(connection)
+        self._slots.release()
+
+    def handle_error(self, request: _Request, client_address: Any) -> None:
+        log.debug("preview: a request from %s failed", client_address, exc_info=True)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._silent.close()
+        with self._active_lock:
+            active = list(self._active)
+        for connection in active:
+            with contextlib.suppress(OSError):  # closed already
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class _SilentConnections:
+    """Accepted connections that have not sent their request yet, watched by one thread.
+
+    Each goes to ``arrived`` (on this thread) once it has data or hung up, and is closed when
+    ``timeout`` passes first or when ``limit`` others are waiting (the longest waiting goes first).
+    """
+
+    def __init__(self, arrived: Callable[[socket.socket, Any], None], timeout: float, limit: int) -> None:
+        self._arrived = arrived
+        self._timeout = timeout
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._incoming: list[tuple[socket.socket, Any]] = []
+        self._closed = False
+        # all wait the same timeout, so insertion order is deadline order
+        self._waiting: OrderedDict[socket.socket, tuple[float, Any]] = OrderedDict()
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        for end in (self._wake_reader, self._wake_writer):
+            end.setblocking(False)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._run, name="sv-preview-accept", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, connection: socket.socket, client_address: Any) -> None:
+        """Watches ``connection`` from now on (closes it when already closed)."""
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._incoming.append((connection, client_address))
+        if closed:
+            _close(connection)
+        else:
+            self._wake()
+
+    def close(self) -> None:
+        """Closes every waiting connection and ends the thread. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._thread.is_alive():
+            self._wake()
+            self._thread.join(2.0)
+        else:
+            self._close_all()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # a wake-up is pending already, or the thread is gone
+            self._wake_writer.send(b"\0")
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    incoming, self._incoming = self._incoming, []
+                    closed = self._closed
+                for connection, client_address in incoming:
+                    if closed:
+                        _close(connection)
+                    else:
+                        self._watch(connection, client_address)
+                if closed:
+                    return
+                now = time.monotonic()
+                while self._waiting:
+                    oldest = next(iter(self._waiting))
+                    if self._waiting[oldest][0] > now:
+                        break
+                    self._drop(oldest)
+                wait = next(iter(self._waiting.values()))[0] - now if self._waiting else None
+                for key, _events in self._selector.select(wait):
+                    if key.fileobj is self._wake_reader:
+                        self._drain_wake()
+                        continue
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
+                    self._selector.unregister(ready)
+                    _, client_address = self._waiting.pop(ready)
+                    self._arrived(ready, client_address)
+        except Exception:
+            log.exception("preview: the connection watcher failed")
+        finally:
+            self._close_all()
+
+    def _watch(self, connection: socket.socket, client_address: Any) -> None:
+        if len(self._waiting) >= self._limit:
+            self._drop(next(iter(self._waiting)))
+        self._selector.register(connection, selectors.EVENT_READ)
+        self._waiting[connection] = (time.monotonic() + self._timeout, client_address)
+
+    def _drop(self, connection: socket.socket) -> None:
+        self._selector.unregister(connection)
+        del self._waiting[connection]
+        _close(connection)
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(OSError):  # nothing more to read
+            while self._wake_reader.recv(4096):
+                pass
+
+    def _close_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            incoming, self._incoming = self._incoming, []
+        for connection, _ in incoming:
+            _close(connection)
+        for connection in list(self._waiting):
+            self._drop(connection)
+        self._selector.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+
+def _connection(request: _Request) -> socket.socket:
+    return request if isinstance(request, socket.socket) else request[1]
+
+
+def _refuse(connection: socket.socket) -> None:
+    """Answers 503 without a thread and without blocking."""
+    try:
+        connection.setblocking(False)
+        # read what came of the request: closing with unread data resets the connection, which
+        # can lose the answer before the client reads it
+        connection.recv(65536)
+        connection.send(_BUSY)
+    except OSError:
+        pass  # the client is gone or its buffer is full: it gets the close alone
+    _close(connection)
+
+
+def _close(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        connection.close()
+
+
+def _handler_for(state: _PreviewState, request_timeout: float) -> type[BaseHTTPRequestHandler]:
     page = resources.files("streamvision.sinks").joinpath("preview_page.html").read_text()
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = request_timeout  # every blocking read and write of the connection
+
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("preview: " + format, *args)
 
@@ -220,7 +450,7 @@ def _handler_for(state: _PreviewState) -> type[BaseHTTPRequestHandler]:
                         f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                     )
                     self.wfile.write(header.encode() + jpeg + b"\r\n")
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the viewer went away
+            except OSError:
+                pass  # the viewer went away, or took nothing for the request timeout
 
     return Handler

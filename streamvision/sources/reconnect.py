@@ -5,6 +5,10 @@ a stall (no frame within the source's stall timeout) or the end of the stream ta
 stream that has an end, as a finished HLS playlist, ends the run instead); it
 then reopens the source after exponentially growing, jittered waits until it is back or the retries
 run out. Every change is reported as a :class:`SourceStatus` to a callback.
+
+Every open runs on a thread of its own: FFmpeg blocks in C until it connects or its open timeout ends
+it, deaf to the stop signal (and, on the main thread, to Ctrl-C), so the caller waits for it ready to
+leave when asked to stop.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 StatusKind = Literal["source_offline", "source_online"]
+
+OPEN_POLL_S = 0.05
+"""How often a wait for an opening source looks at the stop signal."""
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,9 @@ class ReconnectingSource:
         policy: backoff and retry limit (``max_retries`` None: forever; 0: never).
         on_status: called with every :class:`SourceStatus`, from the thread that calls :meth:`read`
             (or the constructor, for the first connection). It must return quickly.
-        stop: the owner's stop signal: it ends a wait between retries early, and :meth:`read` then
-            returns None.
+        stop: the owner's stop signal: it ends a wait between retries or for a connection early, and
+            :meth:`read` then returns None. An open left waiting goes on on its own thread until its
+            timeout ends it, and what it opens is closed.
 
     Raises:
         SourceError: the first connection fails and retries are off.
@@ -142,14 +150,15 @@ class ReconnectingSource:
         self._inner: Source | None = None
         self.rate: Fraction | None = None
         try:
-            self._inner = open_source()
+            self._inner = self._open_unless_stopped()
         except SourceError as exc:
             if self._max_retries == 0:
                 raise
             self._go_offline(str(exc))
         else:
-            self.rate = self._inner.rate
-            self._emit("source_online", "connected")
+            if self._inner is not None:
+                self.rate = self._inner.rate
+                self._emit("source_online", "connected")
 
     @property
     def errors(self) -> int:
@@ -207,11 +216,13 @@ class ReconnectingSource:
                 return None
             self._retries += 1
             try:
-                inner = self._open()
+                inner = self._open_unless_stopped()
             except SourceError as exc:
                 reason = str(exc)
                 log.info("%s: retry %d failed: %s", self.source_id, self._retries, redact_url(reason))
                 continue
+            if inner is None:
+                return None
             if self._stop.is_set():
                 inner.close()
                 return None
@@ -220,6 +231,16 @@ class ReconnectingSource:
             self.reconnects += 1
             self._emit("source_online", "reconnected")
             return inner
+
+    def _open_unless_stopped(self) -> Source | None:
+        """Opens the source on a thread of its own and waits for it; None when stopped first.
+
+        Raises:
+            SourceError: the open failed (anything else the opener raises passes through too).
+            KeyboardInterrupt: Ctrl-C while waiting on the main thread; the open is left to finish
+                and close on its own.
+        """
+        return _Opening(self._open, f"sv-open-{self.source_id}").wait(self._stop)
 
     def _disconnect(self) -> None:
         inner, self._inner = self._inner, None
@@ -250,3 +271,67 @@ class ReconnectingSource:
         if self._on_status is not None:
             self._on_status(status)
         return now
+
+
+class _Opening:
+    """One call of an opener on a daemon thread, which the caller can stop waiting for.
+
+    A source that opens after the caller left is closed on that thread.
+    """
+
+    def __init__(self, open_source: Callable[[], Source], name: str) -> None:
+        self._open = open_source
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._abandoned = False
+        self._source: Source | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def wait(self, stop: threading.Event) -> Source | None:
+        """The opened source, or None once ``stop`` is set before the open ends.
+
+        Raises:
+            BaseException: what the opener raised; KeyboardInterrupt on Ctrl-C while waiting.
+        """
+        try:
+            while not self._done.wait(OPEN_POLL_S):
+                if stop.is_set() and self._abandon():
+                    return None
+        except BaseException:
+            if not self._abandon() and self._source is not None:
+                _close_quietly(self._source)
+            raise
+        if self._error is not None:
+            raise self._error
+        return self._source
+
+    def _abandon(self) -> bool:
+        """Leaves the open to its thread; False when it already finished."""
+        with self._lock:
+            self._abandoned = not self._done.is_set()
+            return self._abandoned
+
+    def _run(self) -> None:
+        source: Source | None = None
+        error: BaseException | None = None
+        try:
+            source = self._open()
+        except BaseException as exc:  # handed to the waiting caller
+            error = exc
+        with self._lock:
+            if not self._abandoned:
+                self._source, self._error = source, error
+                self._done.set()
+                return
+        if source is not None:
+            _close_quietly(source)
+        elif error is not None and not isinstance(error, SourceError):
+            log.warning("an abandoned open failed: %r", error)
+
+
+def _close_quietly(source: Source) -> None:
+    try:
+        source.close()
+    except Exception as exc:  # nobody is left to tell
+        log.debug("%s: close failed: %s", source.source_id, exc)
