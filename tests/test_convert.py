@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf  # after conftest, which sets the environment TensorFlow reads
 
 from streamvision.convert import ConvertOptions, convert_file
-from streamvision.convert.tflite import TRANSPOSE_CONV_BIAS
+from streamvision.convert.tflite import TRANSPOSE_CONV_BIAS, interpreter
 from streamvision.errors import ConversionError
 
 pytestmark = pytest.mark.convert
@@ -99,7 +99,7 @@ def test_sparse_tflite_is_densified(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     model.set_weights([w * (rng.random(w.shape) > 0.9) if w.ndim > 1 else w for w in model.get_weights()])
     (tmp_path / "sparse.tflite").write_bytes(_tflite(model, sparse=True))
-    interp = tf.lite.Interpreter(str(tmp_path / "sparse.tflite"))
+    interp = interpreter(tmp_path / "sparse.tflite", delegates=False)
     assert "DENSIFY" in {op["op_name"] for op in interp._get_ops_details()}
     result = convert_file(tmp_path / "sparse.tflite", tmp_path / "sparse.onnx")
     assert any("densified" in note for note in result.notes)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import struct
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,15 @@ def _op_name(model: Any, op: Any) -> str:
     return names.get(builtin, str(builtin))
 
 
+@contextmanager
+def quiet_interpreter_notice() -> Iterator[None]:
+    """Silences the notice every ``tf.lite.Interpreter`` gives that it moves to ai_edge_litert in TF
+    2.20: until then it is the interpreter TensorFlow ships, and the notice only repeats itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        yield
+
+
 def interpreter(path: Path, threads: int = 2, delegates: bool = True, preserve: bool = False) -> Any:
     """A TFLite interpreter with tensors allocated.
 
@@ -66,10 +77,7 @@ def interpreter(path: Path, threads: int = 2, delegates: bool = True, preserve: 
     tf = _deps.tensorflow()
     resolver = tf.lite.experimental.OpResolverType
     try:
-        with warnings.catch_warnings():
-            # It warns on every use that it moves to ai_edge_litert in TF 2.20; until then it is the
-            # interpreter TensorFlow ships, and the warning only repeats itself.
-            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        with quiet_interpreter_notice():
             interp = tf.lite.Interpreter(
                 model_path=str(path),
                 num_threads=threads,
@@ -253,7 +261,8 @@ def convert_tflite(path: Path, opset: int, nchw: bool = False) -> Converted:
             source = dense
         nchw_names = [s.name for s in specs if len(s.shape) == 4] if nchw else None
         try:
-            model, _ = tf2onnx.convert.from_tflite(str(source), opset=opset, inputs_as_nchw=nchw_names)
+            with quiet_interpreter_notice():  # tf2onnx reads the file with a tf.lite.Interpreter
+                model, _ = tf2onnx.convert.from_tflite(str(source), opset=opset, inputs_as_nchw=nchw_names)
         except Exception as exc:  # tf2onnx raises bare Exceptions and ValueErrors from deep inside
             raise ConversionError(f"tf2onnx cannot convert {path.name}: {exc}") from exc
     replaced = replace_transpose_conv_bias(model, transpose_conv_params(path))
