@@ -24,9 +24,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from streamvision import __version__
+
+        typer.echo(f"streamvision {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     set_debug(debug)
     logging.basicConfig(
@@ -63,10 +75,25 @@ def run(
         int | None,
         typer.Option("--preview", min=0, max=65535, help="Serve a live preview page on this port."),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model of the detection stages (streamvision models list)."),
+    ] = None,
+    confidence: Annotated[
+        float | None,
+        typer.Option("--confidence", min=0.0, max=1.0, help="Score threshold of the detection stages."),
+    ] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option("--classes", help="Labels the object detector keeps, comma-separated: person,car."),
+    ] = None,
     decoder: Annotated[
         str | None,
         typer.Option("--decoder", help="Output decoder of the object_detection stages (yolov8, ssd, ...)."),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary; errors still show.")
+    ] = False,
 ) -> None:
     """Run a pipeline. With no source and no config: objects tracked on the bundled street clip
     (sample:bikes). A config without a source takes --source."""
@@ -88,9 +115,14 @@ def run(
             report=report,
             preview=preview,
             max_frames=max_frames,
+            model=model,
+            score_threshold=confidence,
+            classes=None
+            if classes is None
+            else [name.strip() for name in classes.split(",") if name.strip()],
             decoder=decoder,
         )
-        console = make_console(stderr=pipeline_config.outputs.events == "-")
+        console = make_console(stderr=pipeline_config.outputs.events == "-", quiet=quiet)
         if len(pipeline_config.sources) > 1:
             _run_several(pipeline_config, console)
             return
@@ -98,7 +130,7 @@ def run(
         stopped_by = stop_on_signals(pipeline)
         summary: dict[str, Any] | None = None
         try:
-            summary = _run_with_progress([pipeline], pipeline.run)
+            summary = _run_with_progress([pipeline], pipeline.run, quiet)
         except StreamvisionError as exc:
             # what was done up to the error is still reported; the error line follows
             summary = {**pipeline.summary(), "error": str(exc)}
@@ -122,7 +154,7 @@ def _run_several(config: Any, console: Console) -> None:
 
     multi = MultiPipeline(config)
     stopped_by = stop_on_signals(multi)
-    summaries = _run_with_progress(multi.pipelines, multi.run)
+    summaries = _run_with_progress(multi.pipelines, multi.run, console.quiet)
     for summary in summaries:
         summary["stopped_by"] = stopped_by.get("signal")
         _print_summary(console, summary)
@@ -135,9 +167,12 @@ def _run_several(config: Any, console: Console) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
-def _run_with_progress(pipelines: list[Any], run: Callable[..., Any]) -> Any:
-    """Calls ``run(progress=...)`` with a progress bar per pipeline on stderr."""
+def _run_with_progress(pipelines: list[Any], run: Callable[..., Any], quiet: bool = False) -> Any:
+    """Calls ``run(progress=...)`` with a progress bar per pipeline on stderr (none when ``quiet``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet:
+        return run()
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -226,6 +261,10 @@ app.command()(train)
 from streamvision.models_command import models_app  # noqa: E402 - registered after the app exists
 
 app.add_typer(models_app, name="models")
+
+from streamvision.configs_command import configs_app  # noqa: E402 - registered after the app exists
+
+app.add_typer(configs_app, name="configs")
 
 from streamvision.faces_command import faces_app  # noqa: E402 - registered after the app exists
 

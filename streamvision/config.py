@@ -20,7 +20,7 @@ from streamvision.stages import StageConfig, stage_config_class
 SAMPLE_CLIP = sample_path("carphone")
 STREET_CLIP = sample_path("bikes")
 DEFAULT_OUTPUT = Path("streamvision-output.mp4")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
+OUTPUT_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 """Containers the annotated H.264 video can be written in."""
 
 
@@ -104,9 +104,9 @@ class OutputConfig(_Strict):
     @field_validator("video")
     @classmethod
     def _video_container(cls, value: Path | None) -> Path | None:
-        if value is not None and value.suffix.lower() not in VIDEO_SUFFIXES:
+        if value is not None and value.suffix.lower() not in OUTPUT_VIDEO_SUFFIXES:
             raise ValueError(
-                f"{str(value)!r} is not a video file name: end it in {', '.join(VIDEO_SUFFIXES)}"
+                f"{str(value)!r} is not a video file name: end it in {', '.join(OUTPUT_VIDEO_SUFFIXES)}"
             )
         return value
 
@@ -392,8 +392,8 @@ def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
 
     Keys: source (one URI or a list; each keeps the settings of the config's first source but its id),
     output, show (False turns a config's window off), events, report, preview (a port), max_frames,
-    decoder (for the object_detection stages). The result is validated as the same values in the
-    file would be.
+    and the detector settings of ``DETECTOR_OPTIONS`` (model, score_threshold, classes, decoder). The
+    result is validated as the same values in the file would be.
 
     Raises:
         ConfigError: a value is invalid, or the config with it is (one line that names the key).
@@ -422,28 +422,42 @@ def with_overrides(config: PipelineConfig, **overrides: Any) -> PipelineConfig:
         ]
     if overrides.get("max_frames") is not None:
         merged["max_frames"] = overrides["max_frames"]
-    if overrides.get("decoder") is not None:
-        merged["stages"] = _with_decoder(config.stages, overrides["decoder"])
+    detector = {key: overrides[key] for key in DETECTOR_OPTIONS if overrides.get(key) is not None}
+    if detector:
+        merged["stages"] = _with_detector_options(config.stages, detector)
     try:
         return PipelineConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, "command line")) from None
 
 
-def _with_decoder(stages: list[StageConfig], decoder: str) -> list[StageConfig]:
-    """The stages with every object_detection stage reading its model's output with ``decoder``.
+DETECTOR_OPTIONS = {
+    "model": ("--model", ("object_detection", "face_detection")),
+    "score_threshold": ("--confidence", ("object_detection", "face_detection")),
+    "classes": ("--classes", ("object_detection",)),
+    "decoder": ("--decoder", ("object_detection",)),
+}
+"""Detector setting -> its command-line option and the stage types it applies to."""
+
+
+def _with_detector_options(stages: list[StageConfig], values: dict[str, Any]) -> list[StageConfig]:
+    """The stages with each given detector setting (``DETECTOR_OPTIONS``) applied to every stage of
+    the types it applies to.
 
     Raises:
-        ConfigError: there is no object_detection stage, or the decoder is unknown.
+        ConfigError: no stage takes a setting, or a value is invalid for it (naming the option).
     """
-    if not any(stage.type == "object_detection" for stage in stages):
-        raise ConfigError("--decoder: the pipeline has no object_detection stage")
-    try:
-        return [
-            type(stage).model_validate({**stage.model_dump(), "decoder": decoder})
-            if stage.type == "object_detection"
-            else stage
-            for stage in stages
-        ]
-    except ValidationError as exc:
-        raise ConfigError(f"--decoder: {exc.errors()[0]['msg']}") from None
+    for key, value in values.items():
+        option, types = DETECTOR_OPTIONS[key]
+        if not any(stage.type in types for stage in stages):
+            raise ConfigError(f"{option}: the pipeline has no {' or '.join(types)} stage")
+        try:
+            stages = [
+                type(stage).model_validate({**stage.model_dump(), key: value})
+                if stage.type in types
+                else stage
+                for stage in stages
+            ]
+        except ValidationError as exc:
+            raise ConfigError(f"{option}: {_message(exc.errors()[0])}") from None
+    return stages

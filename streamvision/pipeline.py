@@ -146,12 +146,27 @@ class Pipeline:
         if outputs.video is not None:
             from streamvision.sinks.video import VideoFileSink
 
-            sinks.append(VideoFileSink(outputs.video, self.source.rate))
+            sinks.append(VideoFileSink(outputs.video, self.source.rate, live=self.source.live))
         if outputs.events is not None:
             from streamvision.sinks.events import JsonLinesSink
 
             sinks.append(
                 JsonLinesSink(outputs.events, on_reader_gone=lambda: self.request_stop("reader gone"))
+            )
+        if outputs.preview is not None:  # before the rules: it lists their events (write_event)
+            from streamvision.sinks.preview import PreviewSink, snapshot_dirs
+
+            preview = outputs.preview
+            sinks.append(
+                PreviewSink(
+                    preview.host,
+                    preview.port,
+                    preview.token,
+                    self.summary,
+                    preview.max_fps,
+                    preview.quality,
+                    snapshot_dirs=snapshot_dirs(self.config.events),
+                )
             )
         if self.config.events is not None:
             from streamvision.events.sink import EventLineSink, EventsSink
@@ -166,15 +181,6 @@ class Pipeline:
                 forward_events,
             )
             sinks.append(self.events_sink)
-        if outputs.preview is not None:
-            from streamvision.sinks.preview import PreviewSink
-
-            preview = outputs.preview
-            sinks.append(
-                PreviewSink(
-                    preview.host, preview.port, preview.token, self.summary, preview.max_fps, preview.quality
-                )
-            )
         if outputs.show:
             from streamvision.sinks.window import WindowSink
 
@@ -219,13 +225,21 @@ class Pipeline:
         finally:
             interrupted = self._stop.is_set()  # a signal, the window, an error: not the end of the source
             self.request_stop("finished")
-            joined_by = time.monotonic() + JOIN_TIMEOUT_S
-            for thread in self._threads:
-                thread.join(max(0.0, joined_by - time.monotonic()))
-            self._deliver_status()
-            self._close_sinks(time.monotonic() + STOP_DRAIN_S if interrupted else None)
+            # A second Ctrl-C while waiting must not keep the outputs from being finalized: it is
+            # raised once they are.
+            aborted: KeyboardInterrupt | None = None
+            try:
+                joined_by = time.monotonic() + JOIN_TIMEOUT_S
+                for thread in self._threads:
+                    thread.join(max(0.0, joined_by - time.monotonic()))
+                self._deliver_status()
+            except KeyboardInterrupt as exc:
+                aborted = exc
+            aborted = self._close_sinks(time.monotonic() + STOP_DRAIN_S if interrupted else None) or aborted
             self.close_stages()
             self.metrics.finish(dropped=self._input.dropped, source_errors=self.source.errors)
+            if aborted is not None:
+                raise aborted
         if self._errors:
             raise self._errors[0]
         return self.summary()
@@ -347,15 +361,21 @@ class Pipeline:
         self.close_stages()
         self.source.close()
 
-    def _close_sinks(self, deadline: float | None = None) -> None:
-        """Closes every output; event outputs deliver their backlog until ``deadline`` (a
-        ``time.monotonic()`` value), or each for its own drain time when it is None."""
+    def _close_sinks(self, deadline: float | None = None) -> KeyboardInterrupt | None:
+        """Closes every output, each even when one before it failed or a Ctrl-C came; event outputs
+        deliver their backlog until ``deadline`` (a ``time.monotonic()`` value), or each for its own
+        drain time when it is None. Returns the first KeyboardInterrupt, for the caller to raise once
+        all is closed."""
+        aborted: KeyboardInterrupt | None = None
         for sink in self.sinks:
             try:
                 if sink is self.events_sink:
                     self.events_sink.close(deadline)
                 else:
                     sink.close()
+            except KeyboardInterrupt as exc:
+                aborted = aborted or exc
             except Exception as exc:
                 log.error("closing %s failed: %s", type(sink).__name__, exc)
                 self._errors.append(exc)
+        return aborted

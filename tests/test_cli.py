@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import CLI_ENV, count_frames, decode_all, run_cli
 
+ROOT = Path(__file__).resolve().parents[1]
 ENV = CLI_ENV
 
 
@@ -183,12 +184,14 @@ def test_show_without_a_display_is_a_clear_error(sample_clip: Path) -> None:
     )
 
 
-def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+def _one_error_line(result: subprocess.CompletedProcess[str], text: str = "") -> str:
+    """Asserts exit 2, no traceback, and one ``error:`` line on stderr, the last, holding ``text``."""
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == lines[-1:] and text in errors[0], result.stderr
+    return errors[0]
 
 
 def test_every_without_a_track_stage_is_refused_before_the_run(tmp_path: Path, sample_clip: Path) -> None:
@@ -258,12 +261,6 @@ def test_an_output_over_the_input_is_refused_and_the_input_kept(tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
 
 
-def _one_error_line(result: subprocess.CompletedProcess[str], text: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert "Traceback" not in result.stderr and lines[-1].startswith("error: ") and text in lines[-1], lines
-
-
 def test_a_decoder_that_does_not_fit_the_model_is_one_line(tmp_path: Path) -> None:
     result = run_cli("run", "--decoder", "yolov8", "--max-frames", "2", cwd=tmp_path)
     _one_error_line(result, "model 'nanodet' does not fit decoder 'yolov8'")
@@ -312,3 +309,55 @@ def test_the_report_is_written_when_a_run_fails(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "report.json").read_text())
     assert "No space left on device" in report["error"] and report["source"] == "bikes"
     assert count_frames(tmp_path / "out.mp4") >= 0  # finalized: it opens and decodes
+
+
+def test_version_prints_the_package_version() -> None:
+    from streamvision import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"streamvision {__version__}"
+
+
+def test_quiet_prints_nothing_and_still_writes(tmp_path: Path) -> None:
+    result = run_cli("run", "-q", "--max-frames", "3", "-o", "out.mp4", "--report", "r.json", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+    assert (
+        count_frames(tmp_path / "out.mp4") == 3
+        and json.loads((tmp_path / "r.json").read_text())["frames_out"] == 3
+    )
+
+
+def test_detector_model_confidence_and_classes_from_the_command_line(tmp_path: Path) -> None:
+    result = run_cli(
+        "run", "--model", "centernet", "--confidence", "0.25", "--classes", "person, car",
+        "--max-frames", "30", "--events", "-", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    boxes = [
+        box for line in result.stdout.splitlines() for box in json.loads(line)["results"]["object_detection"]
+    ]
+    assert boxes and {box["label"] for box in boxes} <= {"person", "car"}
+    assert min(box["score"] for box in boxes) >= 0.25
+    faces = str(ROOT / "configs" / "faces.yaml")
+    wrong = run_cli(
+        "run", "--classes", "person", "-c", faces, "-s", "sample:carphone", "--no-show", cwd=tmp_path
+    )
+    _one_error_line(wrong, "--classes: the pipeline has no object_detection stage")
+
+
+def test_ready_configs_are_listed_printed_and_copied(tmp_path: Path) -> None:
+    listed = run_cli("configs", "list")
+    assert listed.returncode == 0 and "objects" in listed.stdout and "rtsp_surveillance" in listed.stdout
+    shown = run_cli("configs", "show", "objects")
+    assert shown.stdout == (ROOT / "configs" / "objects.yaml").read_text()
+    copied = run_cli("configs", "copy", "objects", cwd=tmp_path)
+    assert copied.returncode == 0 and (tmp_path / "objects.yaml").read_text() == shown.stdout
+    _one_error_line(run_cli("configs", "copy", "objects", cwd=tmp_path), "exists")
+    ran = run_cli("run", "-c", "objects.yaml", "--max-frames", "2", "-o", "o.mp4", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    _one_error_line(run_cli("configs", "show", "nope"), "no ready config 'nope'")
+
+
+def test_a_folder_of_videos_as_a_source_gets_a_hint(tmp_path: Path, sample_clip: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(sample_clip.read_bytes())
+    _one_error_line(run_cli("run", "-s", str(tmp_path)), "holds 1 video file(s) and no images")

@@ -23,10 +23,10 @@ from streamvision.errors import ConfigError, describe
 from streamvision.events.config import ClipOutput, JsonLinesOutput, SnapshotOutput
 from streamvision.multi import unshared
 from streamvision.reports import write_json
+from streamvision.sources import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".flv"})
 STAMP = "batch.json"
 FRAMES = "frames.jsonl"
 REPORT = "report.json"

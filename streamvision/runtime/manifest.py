@@ -10,6 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from streamvision.bundled import bundled_dir
 from streamvision.errors import ModelError
 
 MANIFEST_NAME = "manifest.yaml"
@@ -74,10 +75,7 @@ def sha256_of(path: Path) -> str:
 
 def default_models_dir() -> Path:
     """The models folder: packaged beside the code in a wheel, the repo's ``models/`` otherwise."""
-    packaged = Path(__file__).resolve().parent.parent / "_models"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "models"
+    return bundled_dir("models")
 
 
 class ModelRegistry:

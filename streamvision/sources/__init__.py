@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamvision import samples
+from streamvision.errors import SourceError
 from streamvision.redact import redact_url
 from streamvision.sources.base import Source
 
@@ -93,11 +94,35 @@ def _open(uri: str, sid: str, defer_conversion: bool) -> Source:
 
         return CameraSource(int(uri), sid)
     path = Path(uri)
+    if path.is_dir():
+        _check_not_a_folder_of_videos(path)
     if path.is_dir() or is_image_path(uri) or (not path.exists() and glob.has_magic(uri)):
         return ImageSource(uri, sid)
     from streamvision.sources.video import VideoSource
 
     return VideoSource(uri, sid, defer_conversion=defer_conversion)
+
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".flv"})
+"""Suffixes of the video files a folder may hold (``streamvision batch`` processes them)."""
+
+
+def _check_not_a_folder_of_videos(folder: Path) -> None:
+    """A folder source is a folder of images; one that holds videos and no image gets a hint.
+
+    Raises:
+        SourceError: ``folder`` has videos and no images.
+    """
+    from streamvision.sources.images import is_image_path
+
+    files = [p for p in folder.iterdir() if p.is_file()]
+    videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+    if videos and not any(is_image_path(str(p)) for p in files):
+        raise SourceError(
+            f"{folder} holds {len(videos)} video file(s) and no images: a folder source is a folder of "
+            f"images; give one video (--source {videos[0]}), or process them all with "
+            f"`streamvision batch {folder}`"
+        )
 
 
 def _open_stream(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 import av.error
+import cv2
 import numpy as np
 
 from streamvision.errors import SourceError
@@ -41,8 +42,30 @@ def _read_timeout(uri: str, stall_timeout: float) -> float:
     return stall_timeout / 2 if uri.startswith(("rtsp://", "rtsps://")) else stall_timeout
 
 
+_ROTATE = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+
+
+def display_rotation(frame: av.VideoFrame) -> int:
+    """How far ``frame`` must be turned counterclockwise to be shown upright, in degrees: 0, 90, 180
+    or 270, from its display matrix (a phone's portrait video, a ``rotate`` tag of 90, gives 270).
+
+    The display matrix's mirroring, rare outside front cameras, is not applied.
+    """
+    rotation = getattr(frame, "rotation", 0)  # PyAV 13 and later
+    return round(rotation / 90) % 4 * 90
+
+
+def upright_bgr(frame: av.VideoFrame) -> np.ndarray:
+    """``frame`` as a BGR array, turned upright as its display matrix says (see
+    :func:`display_rotation`)."""
+    image = frame.to_ndarray(format="bgr24")
+    rotation = display_rotation(frame)
+    return cv2.rotate(image, _ROTATE[rotation]) if rotation else image
+
+
 class VideoSource:
-    """Decodes the first video stream of a file or URL in presentation order.
+    """Decodes the first video stream of a file or URL in presentation order, each frame turned
+    upright as the stream's display matrix (rotation metadata) says.
 
     Args:
         uri: a file path or an ``rtsp(s)://`` / ``http(s)://`` (MJPEG, HLS) URL.
@@ -164,8 +187,8 @@ class VideoSource:
             raise SourceError(f"{self._name}: read failed: {reason}") from None
         self._decoded += 1
         if self._defer_conversion:
-            return partial(frame.to_ndarray, format="bgr24"), frame.time
-        return frame.to_ndarray(format="bgr24"), frame.time
+            return partial(upright_bgr, frame), frame.time
+        return upright_bgr(frame), frame.time
 
     def close(self) -> None:
         self._container.close()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
@@ -127,7 +126,7 @@ class _ClipWriter:
         if isinstance(item, _Start):
             self._finish()
             self._final = item.path
-            self._sink = VideoFileSink(item.path.with_suffix(".partial.mp4"), self._rate, self._crf)
+            self._sink = VideoFileSink(item.path, self._rate, self._crf)  # as .partial.mp4 until closed
             for frame, image in item.preroll:
                 self._sink.write(frame, image)
         elif isinstance(item, _Add):
@@ -142,10 +141,6 @@ class _ClipWriter:
         if sink is None or final is None:
             return
         sink.close()
-        try:
-            os.replace(sink.path, final)
-        except OSError as exc:
-            raise SinkError(f"cannot finish clip {final}: {exc.strerror or exc}") from exc
         log.info("clip %s: %d frames", final, sink.frames_written)
 
     def close(self) -> None:
