@@ -38,6 +38,7 @@ from streamvision.stages import Stage, StageContext, build_stage
 if TYPE_CHECKING:
     from streamvision.events.sink import EventsSink
     from streamvision.events.worker import EventChannel
+    from streamvision.sinks.video import VideoFileSink
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class Pipeline:
                 self.stages.append(build_stage(stage_config, context))
             self.sinks: list[Sink] = []
             self.events_sink: EventsSink | None = None
+            self._video: VideoFileSink | None = None
             on_failure.callback(self._close_sinks)
             self._make_sinks(forward_events)
             on_failure.pop_all()
@@ -146,7 +148,8 @@ class Pipeline:
         if outputs.video is not None:
             from streamvision.sinks.video import VideoFileSink
 
-            sinks.append(VideoFileSink(outputs.video, self.source.rate, live=self.source.live))
+            self._video = VideoFileSink(outputs.video, self.source.rate, live=self.source.live)
+            sinks.append(self._video)
         if outputs.events is not None:
             from streamvision.sinks.events import JsonLinesSink
 
@@ -215,7 +218,8 @@ class Pipeline:
         """
         self.metrics = PipelineMetrics()
         self._threads = [
-            threading.Thread(target=self._guard(self._capture), name="sv-capture", daemon=True),
+            # a source that fails still has its frames read so far processed and written
+            threading.Thread(target=self._guard(self._capture, stop=False), name="sv-capture", daemon=True),
             threading.Thread(target=self._guard(self._process), name="sv-stages", daemon=True),
         ]
         for thread in self._threads:
@@ -250,20 +254,26 @@ class Pipeline:
         return {
             "source": self.source.source_id,
             "stages": [stage.name for stage in self.stages],
-            "output": None if outputs.video is None else str(outputs.video),
+            "output": None
+            if self._video is None or self._video.written is None
+            else str(self._video.written),
             "events": outputs.events,
             "model_threads": self.threads_per_model,
             **self.metrics.summary(),
             **(self.events_sink.stats() if self.events_sink is not None else {}),
         }
 
-    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+    def _guard(self, target: Callable[[], None], stop: bool = True) -> Callable[[], None]:
+        """``target`` with its error recorded for :meth:`run` to raise, and the run stopped (or, without
+        ``stop``, left to finish what is queued)."""
+
         def run() -> None:
             try:
                 target()
             except BaseException as exc:
                 self._errors.append(exc)
-                self.request_stop("error")
+                if stop:
+                    self.request_stop("error")
                 if not isinstance(exc, StreamvisionError):
                     log.exception("%s failed", threading.current_thread().name)
 
@@ -317,7 +327,7 @@ class Pipeline:
             try:
                 frame = self._output.get(POLL_S)
             except QueueTimeout:
-                if self._errors:
+                if self._errors and self._stop.is_set():
                     return
                 continue
             except QueueClosed:

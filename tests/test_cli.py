@@ -14,6 +14,7 @@ import av
 import cv2
 import pytest
 
+from streamvision.config import STREET_CLIP
 from tests.conftest import CLI_ENV, count_frames, decode_all, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -361,3 +362,43 @@ def test_ready_configs_are_listed_printed_and_copied(tmp_path: Path) -> None:
 def test_a_folder_of_videos_as_a_source_gets_a_hint(tmp_path: Path, sample_clip: Path) -> None:
     (tmp_path / "clip.mp4").write_bytes(sample_clip.read_bytes())
     _one_error_line(run_cli("run", "-s", str(tmp_path)), "holds 1 video file(s) and no images")
+
+
+def test_a_truncated_video_processes_what_it_has_then_fails(tmp_path: Path, sample_clip: Path) -> None:
+    frames = decode_all(STREET_CLIP)
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as out:  # the index first, as streamed
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for image in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode(None))
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) * 7 // 10])
+    result = run_cli("run", "-s", "cut.mp4", "-o", "out.mp4", "--report", "r.json", cwd=tmp_path)
+    line = _one_error_line(result, "the file is truncated or damaged")
+    read = int(line.split("ended after ")[1].split()[0])
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert 0 < read < len(frames) and report["frames_out"] == read == count_frames(tmp_path / "out.mp4")
+
+
+def test_images_that_cannot_be_read_are_skipped_and_none_at_all_is_an_error(
+    tmp_path: Path, sample_clip: Path
+) -> None:
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    image = decode_all(sample_clip)[0]
+    cv2.imwrite(str(shots / "0.jpg"), image)
+    jpeg = (shots / "0.jpg").read_bytes()
+    (shots / "1.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # cut off: OpenCV would fill it with grey
+    (shots / "2.png").write_bytes(os.urandom(2000))
+    result = run_cli("run", "-s", "shots", "--events", "-", "--report", "r.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["frame"] for line in result.stdout.splitlines()] == [0]
+    assert json.loads((tmp_path / "r.json").read_text())["source_errors"] == 2
+    (shots / "0.jpg").unlink()
+    result = run_cli("run", "-s", "shots", "-o", "out.mp4", "--report", "r.json", cwd=tmp_path)
+    _one_error_line(result, "none of the 2 images at shots could be read")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["output"] is None and not (tmp_path / "out.mp4").exists()

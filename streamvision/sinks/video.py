@@ -241,6 +241,7 @@ class VideoFileSink:
         self.frames_written = 0
         self.partial_path: Path | None = None
         """Where the video is being written; None before the first frame."""
+        self.finalized = False
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
         self._timeline = _Timeline(self.rate, live)
@@ -401,7 +402,18 @@ class VideoFileSink:
             raise SinkError(
                 f"cannot rename {self.partial_path} to {self.path}: {exc.strerror or exc}"
             ) from exc
+        self.finalized = True
         log.info("wrote %d frames to %s", self.frames_written, self.path)
+
+    @property
+    def written(self) -> Path | None:
+        """The file that holds the video: :attr:`path` once finalized, the partial file while it is
+        written or after a failure, None when nothing was kept."""
+        if self.finalized:
+            return self.path
+        if self.partial_path is not None and self.partial_path.exists():
+            return self.partial_path
+        return None
 
     def _trim(self) -> None:
         """Cuts a failed partial file back to what plays: a fragment cut short stops decoders."""

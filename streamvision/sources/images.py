@@ -22,6 +22,24 @@ def is_image_path(uri: str) -> bool:
     return Path(uri).suffix.lower() in IMAGE_SUFFIXES
 
 
+_END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
+"""What the last bytes of a whole file hold, for formats OpenCV decodes half-way without a word."""
+
+
+def read_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """An image file as BGR, or None and why not: unreadable, not an image, or cut off (a JPEG or
+    PNG without its end marker, which OpenCV would fill with grey and call a picture)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read it: {exc.strerror or exc}"
+    marker = _END_MARKERS.get(path.suffix.lower())
+    if marker is not None and marker not in data[-64:]:
+        return None, "the file is truncated"
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return (image, "") if image is not None else (None, "not an image OpenCV can read")
+
+
 class ImageSource:
     """Reads images one by one; unreadable files are skipped and counted.
 
@@ -50,19 +68,29 @@ class ImageSource:
         if not files:
             raise SourceError(f"no images found at {uri}")
         self._files = sorted(files)
+        self._uri = uri
+        self._read = 0
         self.total_frames: int | None = len(self._files)
         self._next = 0
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
-        """Returns the next readable image, or None after the last one."""
+        """Returns the next readable image, or None after the last one. Unreadable and truncated
+        files are skipped, counted and logged.
+
+        Raises:
+            SourceError: not one of the images could be read.
+        """
         while self._next < len(self._files):
             path = self._files[self._next]
             self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image, problem = read_image(path)
             if image is not None:
+                self._read += 1
                 return image, (self._next - 1) / self._fps
             self.errors += 1
-            log.warning("%s: skipped unreadable image %s", self.source_id, path)
+            log.warning("%s: skipped %s: %s", self.source_id, path, problem)
+        if self._read == 0 and self.errors:
+            raise SourceError(f"none of the {self.errors} images at {self._uri} could be read")
         return None
 
     def close(self) -> None:

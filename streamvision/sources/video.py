@@ -177,6 +177,7 @@ class VideoSource:
         except StopIteration:
             if self._decoded == 0:
                 raise SourceError(f"{self._name}: no frame could be decoded") from None
+            self._check_complete()
             return None
         except av.error.ExitError:
             if not self.live:
@@ -189,6 +190,19 @@ class VideoSource:
         if self._defer_conversion:
             return partial(upright_bgr, frame), frame.time
         return upright_bgr(frame), frame.time
+
+    def _check_complete(self) -> None:
+        """At the end of a file: it must have delivered about the frames its header announces.
+
+        Raises:
+            SourceError: it ended well short of them (a file cut off while it was copied or written).
+        """
+        total = self.total_frames
+        if total is not None and total - self._decoded > max(2, total // 50):
+            raise SourceError(
+                f"{self._name}: ended after {self._decoded} of its {total} frames: the file is truncated "
+                "or damaged (the frames before were processed)"
+            )
 
     def close(self) -> None:
         self._container.close()
