@@ -123,6 +123,7 @@ class Pipeline:
             on_failure.callback(self.source.close)
             if budget is None:
                 budget = ThreadBudget(config.threads, sessions=max(1, model_sessions(config)))
+            self.threads_per_model = budget.per_session  # summary() reads it: the preview starts soon
             context = StageContext(models or ModelRegistry(), budget, live_source=self.source.live)
             self.stages: list[Stage] = []
             on_failure.callback(self.close_stages)
@@ -134,7 +135,6 @@ class Pipeline:
             on_failure.callback(self._close_sinks)
             self._make_sinks(forward_events)
             on_failure.pop_all()
-        self.threads_per_model = budget.per_session
         queue_size = config.source.queue_size or (LIVE_QUEUE_SIZE if self.source.live else FILE_QUEUE_SIZE)
         self._input: FrameQueue[_Captured] = FrameQueue(queue_size, keep_newest=self.source.live)
         self._output: FrameQueue[Frame] = FrameQueue(queue_size, keep_newest=False)

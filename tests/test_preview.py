@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,11 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.browser import chromium, needs_chromium
+
 TOKEN = "s3cret"
-needs_chromium = pytest.mark.skipif(
-    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-)
 
 
 def _free_port() -> int:
@@ -97,32 +93,11 @@ def test_preview_needs_its_token_and_serves_metrics(preview_run: str) -> None:
 
 @needs_chromium
 def test_preview_page_renders_in_chromium(preview_run: str, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or ""
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-        "--window-size=1000,700",
-    ):
-        options.add_argument(flag)  # fmt: skip
-    service = Service(
-        executable_path=shutil.which("chromedriver"), env={**os.environ, "SE_AVOID_STATS": "true"}
-    )
-    driver = webdriver.Chrome(options=options, service=service)
+    driver = chromium(tmp_path / "chromium", 1000, 700)
     try:
-        driver.set_page_load_timeout(20)
         driver.get(f"{preview_run}?token={TOKEN}")
         wait = WebDriverWait(driver, 20)
         wait.until(lambda d: d.find_element(By.ID, "frames").text.isdigit())

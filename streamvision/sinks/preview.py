@@ -1,8 +1,10 @@
 """A live preview over HTTP: an MJPEG stream, a page with the figures, JSON stats and Prometheus metrics.
 
-Routes: ``/`` (the page), ``/stream.mjpg``, ``/frame.jpg`` (the latest frame), ``/stats.json``,
-``/metrics`` (Prometheus text format). Bound to 127.0.0.1 unless told otherwise; with a token, every
-route needs ``?token=...`` or ``Authorization: Bearer ...``.
+Routes: ``/`` (the page), ``/stream.mjpg``, ``/frame.jpg`` (the latest frame), ``/stats.json`` (the
+run's figures, objects in view, zone and line counts, the latest rule and source status events),
+``/metrics`` (Prometheus text format), ``/snapshots/<event id>.jpg`` (the JPEG a ``snapshot`` event
+output wrote for that event). Bound to 127.0.0.1 unless told otherwise; with a token, every route needs
+``?token=...`` or ``Authorization: Bearer ...``.
 
 The server's threads are bounded: a connection gets a thread only once its request has arrived (the
 ones still silent are watched together by one thread and closed after the request timeout), at most
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import html
 import json
 import logging
+import re
 import selectors
 import socket
 import threading
@@ -24,21 +28,30 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
 import numpy as np
 
 from streamvision.errors import SinkError
-from streamvision.frame import Detections, Frame
-from streamvision.sinks.events import frame_event
+from streamvision.events.engine import status_event
+from streamvision.frame import Detections, Frame, ZoneCounts
 from streamvision.sinks.prometheus import PrometheusExport
+
+if TYPE_CHECKING:
+    from streamvision.events.config import EventsConfig
+    from streamvision.events.event import Event
+    from streamvision.sources.reconnect import SourceStatus
 
 log = logging.getLogger(__name__)
 
 BOUNDARY = "streamvision-frame"
-LATEST_EVENTS = 10
+LATEST_EVENTS = 50
+"""Rule and status events listed at most, newest first."""
+SNAPSHOT_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}")
+"""What a snapshot's name (an event id) may look like: no dots, no slashes."""
 REQUEST_TIMEOUT_S = 10.0
 """Seconds a client has to send its request; also the longest any one read or write of a request may
 block, so a viewer that takes nothing of the stream for this long is dropped."""
@@ -56,8 +69,21 @@ _BUSY = (
 _Request = socket.socket | tuple[bytes, socket.socket]
 
 
+def snapshot_dirs(config: EventsConfig | None) -> tuple[Path, ...]:
+    """The folders of the ``snapshot`` outputs of an ``events`` section (none without one)."""
+    from streamvision.events.config import SnapshotOutput
+
+    if config is None:
+        return ()
+    return tuple(output.dir for output in config.outputs if isinstance(output, SnapshotOutput))
+
+
 class PreviewSink:
     """Publishes annotated frames (at most ``max_fps``) and run figures on a local HTTP server.
+
+    It takes the pipeline's rule events inline (:meth:`write_event`, as the events sink hands them to
+    the ``--events`` stream) and source status changes (:meth:`write_status`), and lists the latest on
+    the page, with thumbnails from the snapshot folders it serves.
 
     Args:
         host: address to bind; 127.0.0.1 keeps it on this machine.
@@ -69,6 +95,8 @@ class PreviewSink:
         max_connections: requests served at once (MJPEG viewers included); more get a 503.
         request_timeout: seconds a connection may stay silent before its request, and the longest a
             read or write may block (a viewer that stops reading is dropped after it).
+        snapshot_dirs: folders of the ``snapshot`` event outputs (see :func:`snapshot_dirs`): their
+            ``<event id>.jpg`` files are served under ``/snapshots/``, nothing else in or out of them.
 
     Raises:
         SinkError: the address cannot be bound.
@@ -88,8 +116,9 @@ class PreviewSink:
         *,
         max_connections: int = MAX_CONNECTIONS,
         request_timeout: float = REQUEST_TIMEOUT_S,
+        snapshot_dirs: tuple[Path, ...] = (),
     ) -> None:
-        self._state = _PreviewState(stats, token)
+        self._state = _PreviewState(stats, token, snapshot_dirs)
         self._min_interval = 1.0 / max_fps
         self._quality = quality
         self._last_publish = 0.0
@@ -119,6 +148,14 @@ class PreviewSink:
         if ok:
             self._state.publish(jpeg.tobytes())
 
+    def write_event(self, event: Event) -> None:
+        """Lists a rule's event (the events sink calls it inline, right after the frame's write)."""
+        self._state.record_event(event.to_record())
+
+    def write_status(self, status: SourceStatus) -> None:
+        """Lists a source going offline or coming back, as the event outputs get it."""
+        self._state.record_event(status_event(status).to_record())
+
     def close(self) -> None:
         """Ends open streams and stops the server. Safe to call twice."""
         self._state.close()
@@ -128,30 +165,67 @@ class PreviewSink:
 
 
 class _PreviewState:
-    """What the HTTP threads read: the latest JPEG, recent results, the stats callback."""
+    """What the HTTP threads read: the latest JPEG, the latest counts and events, the stats callback."""
 
-    def __init__(self, stats: Callable[[], dict[str, Any]], token: str | None) -> None:
+    def __init__(
+        self, stats: Callable[[], dict[str, Any]], token: str | None, snapshot_dirs: tuple[Path, ...] = ()
+    ) -> None:
         self.stats = stats
         self.token = token
         self.metrics = PrometheusExport(stats)
+        self._snapshot_dirs = snapshot_dirs
         self._cond = threading.Condition()
         self._jpeg: bytes | None = None
         self._sequence = 0
         self._closed = False
+        self._frame_size: tuple[int, int] | None = None
         self._in_view: Counter[str] = Counter()
+        self._regions: list[dict[str, Any]] = []
         self._latest: deque[dict[str, Any]] = deque(maxlen=LATEST_EVENTS)
+        self._events_seen = 0
+        self._thumbnails: set[str] = set()  # listed events whose snapshot was found written
+        self._thumbnails_lock = threading.Lock()
 
     def record(self, frame: Frame) -> None:
         self.metrics.observe_frame(frame)
         in_view: Counter[str] = Counter()
-        for result in frame.results.values():
+        regions: list[dict[str, Any]] = []
+        for name, result in frame.results.items():
             if isinstance(result, Detections):
                 in_view.update(str(label) for label in result.class_name)
-        event = frame_event(frame)
+            elif isinstance(result, ZoneCounts):
+                regions.extend({**record, "stage": name} for record in result.to_records())
+        height, width = frame.image.shape[:2]
         with self._cond:
             self._in_view = in_view
-            if any(event["results"].values()):
-                self._latest.appendleft(event)
+            self._regions = regions
+            self._frame_size = (width, height)
+
+    def record_event(self, record: dict[str, Any]) -> None:
+        with self._cond:
+            self._latest.appendleft(record)
+            self._events_seen += 1
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """Width and height of the latest frame."""
+        with self._cond:
+            return self._frame_size
+
+    def snapshot_file(self, name: str) -> Path | None:
+        """The written snapshot ``<name>.jpg`` in one of the snapshot folders, or None when ``name`` is
+        not an event id or there is no such file there (a link out of the folder does not count)."""
+        if not SNAPSHOT_NAME.fullmatch(name):
+            return None
+        for folder in self._snapshot_dirs:
+            try:
+                root = folder.resolve()
+                path = (root / f"{name}.jpg").resolve()
+                if path.parent == root and path.is_file():
+                    return path
+            except OSError:
+                continue
+        return None
 
     def publish(self, jpeg: bytes) -> None:
         with self._cond:
@@ -181,9 +255,51 @@ class _PreviewState:
         return self._closed
 
     def page_stats(self) -> dict[str, Any]:
+        """The pipeline's figures, plus ``frame`` (its size), ``in_view`` (objects by label),
+        ``regions`` (zone and line counts), ``events_seen`` and ``latest_events`` (newest first; an
+        event whose snapshot is written has its URL, relative to the page, as ``thumbnail``)."""
         with self._cond:
-            extra = {"in_view": dict(self._in_view), "latest_events": list(self._latest)}
+            size = self._frame_size
+            extra: dict[str, Any] = {
+                "frame": None if size is None else {"width": size[0], "height": size[1]},
+                "in_view": dict(self._in_view),
+                "regions": list(self._regions),
+                "events_seen": self._events_seen,
+            }
+            latest = list(self._latest)
+        extra["latest_events"] = self._with_thumbnails(latest)
         return {**self.stats(), **extra}
+
+    def _with_thumbnails(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``events`` with ``thumbnail`` added where the snapshot is written (on the snapshot output's
+        own thread, so a moment after the event)."""
+        with self._thumbnails_lock:
+            written = self._thumbnails & {str(event["id"]) for event in events}
+        for event in events:
+            event_id = str(event["id"])
+            if "snapshot" in event and event_id not in written and self.snapshot_file(event_id) is not None:
+                written.add(event_id)
+        with self._thumbnails_lock:
+            self._thumbnails = written  # forgets the events no longer listed
+        return [
+            {**event, "thumbnail": f"snapshots/{event['id']}.jpg"} if event["id"] in written else event
+            for event in events
+        ]
+
+    def page(self, template: str) -> str:
+        """The page from its template, with the source's name, the token and the video's shape."""
+        try:
+            source = str(self.stats().get("source") or "streamvision")
+        except Exception:  # the pipeline is not fully built yet: the page fills it in from stats.json
+            source = "streamvision"
+        size = self.frame_size
+        query = f"?token={quote(self.token, safe='')}" if self.token else ""
+        return (
+            template.replace("{{SOURCE}}", html.escape(source))
+            .replace("{{RATIO}}", "16 / 9" if size is None else f"{size[0]} / {size[1]}")
+            .replace("{{QUERY_JSON}}", json.dumps(query))
+            .replace("{{QUERY}}", html.escape(query))
+        )
 
     def authorized(self, path: str, header: str | None) -> bool:
         if self.token is None:
@@ -408,9 +524,8 @@ def _handler_for(state: _PreviewState, request_timeout: float) -> type[BaseHTTPR
                 self.send_error(HTTPStatus.UNAUTHORIZED, "token required")
                 return
             route = urlsplit(self.path).path
-            query = f"?token={state.token}" if state.token else ""
             if route in ("/", "/index.html"):
-                self._send(page.replace("{{QUERY}}", query).encode(), "text/html; charset=utf-8")
+                self._send(state.page(page).encode(), "text/html; charset=utf-8")
             elif route == "/stats.json":
                 self._send(json.dumps(state.page_stats()).encode(), "application/json")
             elif route == "/metrics":
@@ -424,16 +539,34 @@ def _handler_for(state: _PreviewState, request_timeout: float) -> type[BaseHTTPR
                     self._send(jpeg, "image/jpeg")
             elif route == "/stream.mjpg":
                 self._stream()
+            elif route.startswith("/snapshots/"):
+                self._snapshot(route.removeprefix("/snapshots/"))
             else:
                 self.send_error(HTTPStatus.NOT_FOUND)
 
-        def _send(self, body: bytes, content_type: str) -> None:
+        def _send(self, body: bytes, content_type: str, cache: str = "no-store") -> None:
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
+            self.send_header("Cache-Control", cache)
             self.end_headers()
             self.wfile.write(body)
+
+        def _snapshot(self, file_name: str) -> None:
+            # the name as sent, never unquoted: %2e%2e%2f stays three invalid characters
+            name, dot, extension = file_name.rpartition(".")
+            if not dot or extension != "jpg" or not SNAPSHOT_NAME.fullmatch(name):
+                self.send_error(HTTPStatus.BAD_REQUEST, "expected /snapshots/<event id>.jpg")
+                return
+            path = state.snapshot_file(name)
+            try:
+                body = None if path is None else path.read_bytes()
+            except OSError:
+                body = None
+            if body is None:
+                self.send_error(HTTPStatus.NOT_FOUND, "no such snapshot")
+            else:
+                self._send(body, "image/jpeg", "private, max-age=86400")  # an event's snapshot never changes
 
         def _stream(self) -> None:
             self.send_response(HTTPStatus.OK)
