@@ -142,8 +142,8 @@ def test_tflite_must_exist_and_match_the_manifest(tmp_path: Path) -> None:
 
 
 def test_bench_compare_runs_both_backends_on_the_same_clip() -> None:
-    from streamvision.bench.command import run_bench
     from streamvision.bench.report import markdown
+    from streamvision.bench.session import run_bench
     from streamvision.config import faces_config
 
     config = faces_config().model_copy(update={"max_frames": 30})

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import statistics
-import tempfile
-from collections.abc import Sequence
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-
-from streamvision.config import PipelineConfig, faces_config, load_config, with_overrides
-from streamvision.runtime.manifest import ModelRegistry
 
 
 def bench(
@@ -34,14 +27,35 @@ def bench(
         list[Path] | None,
         typer.Option("--keras", help="A Keras model (.keras, .h5) to time against ONNX Runtime; repeatable."),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress lines on stderr, only the report.")
+    ] = False,
 ) -> None:
-    """Measure models, the pipeline and a sequential loop on the same clip, and print the ratios."""
+    """Measure models, the pipeline and a sequential loop on the same clip, and print the ratios.
+
+    A line on stderr follows each measurement as it finishes (``--quiet`` turns them off); the
+    report goes to stdout at the end.
+    """
+    # imported here: `streamvision --help` and `streamvision run` start without the bench's modules
+    from streamvision.bench.progress import Progress, ProgressLines, silent
+    from streamvision.bench.session import planned, run_bench
     from streamvision.cli_errors import reported_errors
+    from streamvision.config import faces_config, load_config, with_overrides
+    from streamvision.redact import redact_url
 
     with reported_errors():
         base = load_config(config) if config is not None else faces_config()
         pipeline_config = with_overrides(base, source=source)
-        report = run_bench(pipeline_config, repeat, runs, batch, live_fps, grid, compare, keras or ())
+        progress: Progress = silent
+        if not quiet:
+            lines = ProgressLines(
+                planned(pipeline_config, repeat, live_fps, grid, compare, keras or ()), sys.stderr
+            )
+            lines.start(redact_url(pipeline_config.source.uri))
+            progress = lines
+        report = run_bench(
+            pipeline_config, repeat, runs, batch, live_fps, grid, compare, keras or (), progress=progress
+        )
         from streamvision.bench.report import chart, markdown
 
         typer.echo(markdown(report))
@@ -50,105 +64,3 @@ def bench(
             json_path.write_text(json.dumps(report, indent=2) + "\n")
         if chart_path is not None:
             chart(report, chart_path)
-
-
-def run_bench(
-    config: PipelineConfig,
-    repeat: int,
-    runs: int,
-    batch: int,
-    live_fps: float,
-    grid: bool,
-    compare: str | None = None,
-    keras: Sequence[Path] = (),
-) -> dict[str, Any]:
-    """Runs every measurement and returns the report (see :func:`streamvision.bench.report.markdown`).
-
-    ``compare`` names a second face detection backend (``mediapipe``) to run the same pipeline on;
-    ``keras`` lists Keras models to time in Keras and in ONNX Runtime (needs the ``convert`` extra).
-
-    Raises:
-        StreamvisionError: a model, the source or the output fails; ``compare`` is unknown, the
-            pipeline has no face stage, or the backend is not installed.
-    """
-    import onnxruntime as ort
-
-    from streamvision.bench.loops import run_live, run_pipeline, run_sequential, with_video_output
-    from streamvision.bench.models import bench_models, bench_settings
-    from streamvision.bench.report import ratios
-    from streamvision.runtime.session import OrtSettings, ThreadBudget
-
-    models = stage_models(config)
-    model_names = [name for _, name in models]
-    settings = OrtSettings(
-        intra_op_threads=ThreadBudget(config.threads, max(1, len(model_names))).per_session
-    )
-    report: dict[str, Any] = {
-        "source": config.source.uri,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "onnxruntime": ort.__version__,
-        },
-        "ort_settings": settings.as_dict(),
-        "models": bench_models(models, settings, runs, batch),
-    }
-    if keras:
-        from streamvision.bench.keras import keras_vs_onnxruntime
-
-        report["keras"] = keras_vs_onnxruntime(list(keras), settings, runs)
-    with tempfile.TemporaryDirectory(prefix="streamvision-bench-") as tmp:
-        measured = with_video_output(config, Path(tmp) / "out.mp4")
-        if compare is not None:
-            from streamvision.bench.compare import compare_backends
-
-            report["compare"] = compare_backends(measured, compare, repeat)
-        # The plain loop runs as it would without streamvision: ONNX Runtime's default, a thread per core.
-        plain = measured.model_copy(update={"threads": os.cpu_count() or 1})
-        report["sequential_threads"] = plain.threads
-        pipelines, loops = [], []
-        for _ in range(repeat):
-            pipelines.append(run_pipeline(measured))
-            loops.append(run_sequential(plain))
-        report["pipeline"], report["sequential"] = _median(pipelines), _median(loops)
-        report["ratios"] = ratios(report["pipeline"], report["sequential"])
-        if live_fps > 0:
-            report["live"] = run_live(measured, live_fps)
-        if grid and models:
-            registry, first = models[0]
-            report["settings_grid"] = bench_settings(registry.verify(first), registry.get(first).input, runs)
-            report["threads"] = _thread_budgets(measured, repeat)
-    return report
-
-
-def stage_models(config: PipelineConfig) -> list[tuple[ModelRegistry, str]]:
-    """Each model the stages use, once, with the manifest it comes from (a stage's ``models:`` folder,
-    or the packaged one)."""
-    packaged = ModelRegistry()
-    found: dict[tuple[Path | None, str], tuple[ModelRegistry, str]] = {}
-    for stage in config.stages:
-        name = getattr(stage, "model", None)
-        if name:
-            folder = getattr(stage, "models", None)
-            found.setdefault((folder, name), (ModelRegistry(folder) if folder else packaged, name))
-    return list(found.values())
-
-
-def _thread_budgets(config: PipelineConfig, repeat: int) -> list[dict[str, Any]]:
-    """Pipeline FPS for each total of intra-op threads from 1 to the core count, runs alternating so
-    that a change in the machine's load touches every setting alike."""
-    from streamvision.bench.loops import run_pipeline
-
-    counts = range(1, (os.cpu_count() or 1) + 1)
-    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
-    for _ in range(repeat):
-        for n in counts:
-            runs[n].append(run_pipeline(config.model_copy(update={"threads": n})))
-    return [{"threads": n, "fps": _median(runs[n])["fps_out"]} for n in counts]
-
-
-def _median(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median FPS (a whole run, so its figures stay consistent with each other)."""
-    fps = statistics.median_low(s["fps_out"] for s in summaries)
-    return next(s for s in summaries if s["fps_out"] == fps)

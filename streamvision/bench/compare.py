@@ -11,6 +11,7 @@ import statistics
 from typing import Any
 
 from streamvision.bench.loops import run_pipeline, run_sequential
+from streamvision.bench.progress import Progress, silent
 from streamvision.config import PipelineConfig
 from streamvision.errors import ConfigError
 from streamvision.stages.faces import FaceDetectionConfig
@@ -43,8 +44,11 @@ def with_face_backend(config: PipelineConfig, backend: str) -> PipelineConfig:
     return config.model_copy(update={"stages": stages})
 
 
-def compare_backends(config: PipelineConfig, peer: str, repeat: int) -> dict[str, Any]:
-    """Runs ``config`` on ONNX Runtime and on ``peer`` and returns the comparison.
+def compare_backends(
+    config: PipelineConfig, peer: str, repeat: int, progress: Progress = silent
+) -> dict[str, Any]:
+    """Runs ``config`` on ONNX Runtime and on ``peer`` and returns the comparison (``progress`` hears of
+    each of the ``4 * repeat`` runs).
 
     Returns:
         ``peer``, one row per backend (FPS and ms per frame of the pipeline and of the sequential
@@ -60,10 +64,16 @@ def compare_backends(config: PipelineConfig, peer: str, repeat: int) -> dict[str
     face_stages = [s.result_key for s in config.stages if isinstance(s, FaceDetectionConfig)]
     pipelines: dict[str, list[dict[str, Any]]] = {backend: [] for backend in configs}
     loops: dict[str, list[dict[str, Any]]] = {backend: [] for backend in configs}
-    for _ in range(repeat):
+    for i in range(repeat):
         for backend, measured in configs.items():
             pipelines[backend].append(run_pipeline(measured))
+            progress(
+                f"{backend} pipeline run {i + 1}/{repeat}", f"{pipelines[backend][-1]['fps_out']:.1f} FPS"
+            )
             loops[backend].append(run_sequential(measured))
+            progress(
+                f"{backend} sequential loop {i + 1}/{repeat}", f"{loops[backend][-1]['fps_out']:.1f} FPS"
+            )
     rows = [
         _row(backend, _median(pipelines[backend]), _median(loops[backend]), face_stages)
         for backend in configs

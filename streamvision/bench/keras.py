@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from streamvision.bench.models import time_model
+from streamvision.bench.progress import Progress, silent
 from streamvision.errors import ConversionError
 from streamvision.metrics import Samples
 from streamvision.runtime.session import OnnxModel, OrtSettings
@@ -31,7 +32,9 @@ def _time_keras(model: Any, x: np.ndarray, runs: int, warmup: int = 5) -> dict[s
     return samples.percentiles()
 
 
-def keras_vs_onnxruntime(paths: list[Path], settings: OrtSettings, runs: int) -> list[dict[str, Any]]:
+def keras_vs_onnxruntime(
+    paths: list[Path], settings: OrtSettings, runs: int, progress: Progress = silent
+) -> list[dict[str, Any]]:
     """For each Keras file: ms p50 of ``model(x)`` in Keras and of the converted model in ONNX Runtime.
 
     Raises:
@@ -62,5 +65,9 @@ def keras_vs_onnxruntime(paths: list[Path], settings: OrtSettings, runs: int) ->
                     "ratio": round(float(keras_ms["p50"] or 0) / float(ort_ms["p50"] or 1), 2),
                     "parity_max_abs": None if result.parity is None else result.parity.max_abs,
                 }
+            )
+            progress(
+                f"keras {path.name}",
+                f"{keras_ms['p50'] or 0:.2f} ms in Keras, {ort_ms['p50'] or 0:.2f} ms in ONNX Runtime",
             )
     return rows

@@ -35,6 +35,37 @@ def ratios(pipeline: dict[str, Any], sequential: dict[str, Any]) -> dict[str, fl
     }
 
 
+def threads_recommendation(rows: list[dict[str, Any]], current: int) -> dict[str, Any]:
+    """The thread budget with the highest pipeline FPS against ``current`` (the config's ``threads``,
+    or the core count it defaults to), with the line that says so.
+
+    >>> rows = [{"threads": 1, "fps": 324.0}, {"threads": 2, "fps": 282.0}]
+    >>> threads_recommendation(rows, 2)["text"]
+    "fastest: threads: 1 (324.0 FPS); the config's current setting is threads: 2 (282.0 FPS, 0.87x)"
+    >>> threads_recommendation(rows, 4)["text"].split("; ")[1]
+    "the config's current setting is threads: 4 (not measured: more than the cores)"
+    """
+    fastest = max(rows, key=lambda row: row["fps"])
+    measured = next((row for row in rows if row["threads"] == current), None)
+    text = f"fastest: threads: {fastest['threads']} ({fastest['fps']:.1f} FPS); "
+    if measured is fastest:
+        text += f"the config's current setting is this one (threads: {current})"
+    elif measured is None:
+        text += f"the config's current setting is threads: {current} (not measured: more than the cores)"
+    else:
+        share = measured["fps"] / fastest["fps"] if fastest["fps"] > 0 else 0.0
+        text += (
+            f"the config's current setting is threads: {current} ({measured['fps']:.1f} FPS, {share:.2f}x)"
+        )
+    return {
+        "fastest_threads": fastest["threads"],
+        "fastest_fps": fastest["fps"],
+        "current_threads": current,
+        "current_fps": None if measured is None else measured["fps"],
+        "text": text,
+    }
+
+
 def _ms(ms: dict[str, Any]) -> str:
     return "-" if ms.get("p50") is None else f"{ms['p50']:.2f} / {ms['p95']:.2f}"
 
@@ -130,7 +161,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("settings_grid"):
         lines += _table(
             "ONNX Runtime settings (first model, batch 1, ms p50 / p95, fastest first)",
-            ["graph optimisation", "intra-op threads", "execution mode", "spinning", "ms"],
+            ["graph optimisation", "intra-op threads", "execution mode", "spinning", "ms", "config"],
             [
                 [
                     s["graph_optimization"],
@@ -138,11 +169,15 @@ def markdown(report: dict[str, Any]) -> str:
                     s["execution_mode"],
                     s["spinning"],
                     _ms(row["ms"]),
+                    "current" if row.get("current") else "",
                 ]
                 for row in report["settings_grid"]
                 for s in [row["settings"]]
             ],
         )
+        recommended = report.get("settings_recommendation")
+        if recommended:
+            lines += ["", f"**Recommendation** ({recommended['model']} alone): {recommended['text']}"]
     if report.get("compare"):
         lines += compare_table(report["compare"])
     if report.get("threads"):
@@ -151,6 +186,9 @@ def markdown(report: dict[str, Any]) -> str:
             ["threads", "FPS"],
             [[row["threads"], f"{row['fps']:.1f}"] for row in report["threads"]],
         )
+        budget = report.get("threads_recommendation")
+        if budget:
+            lines += ["", f"**Recommendation** (the whole pipeline): {budget['text']}"]
     return "\n".join(lines) + "\n"
 
 
