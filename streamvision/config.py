@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from streamvision.errors import ConfigError
@@ -16,6 +24,7 @@ from streamvision.events.config import EventsConfig, JsonLinesOutput
 from streamvision.paths import same_path_problem
 from streamvision.samples import sample_path
 from streamvision.stages import StageConfig, stage_config_class
+from streamvision.stages.zones import ZonesConfig
 
 SAMPLE_CLIP = sample_path("carphone")
 STREET_CLIP = sample_path("bikes")
@@ -100,6 +109,9 @@ class OutputConfig(_Strict):
     """The run summary as JSON."""
     preview: PreviewConfig | None = None
     """A live preview page over HTTP."""
+    fps_overlay: bool = False
+    """Draw the output FPS on the annotated picture, and so into the video, snapshots and clips too.
+    Off by default: the window's title and the preview page show it without touching the picture."""
 
     @field_validator("video")
     @classmethod
@@ -146,6 +158,18 @@ class PipelineConfig(_Strict):
             data = dict(data)
             data["sources"] = [data.pop("source")]
         return data
+
+    @field_validator("events")
+    @classmethod
+    def _zones_of_stages(cls, events: EventsConfig | None, info: ValidationInfo) -> EventsConfig | None:
+        """Rules may name the zones and lines of a zones stage: defined once, counted and watched alike."""
+        if events is None:
+            return None
+        stages = info.data.get("stages", ())
+        zones = [stage for stage in stages if isinstance(stage, ZonesConfig)]
+        return events.sharing(
+            (region, stage.relative) for stage in zones for region in stage.zones + stage.lines
+        )
 
     @property
     def source(self) -> SourceConfig:

@@ -28,6 +28,7 @@ from streamvision.metrics import PipelineMetrics
 from streamvision.paths import same_path_problem
 from streamvision.queues import FrameQueue, QueueClosed, QueueTimeout
 from streamvision.runtime.manifest import ModelRegistry
+from streamvision.runtime.service import ModelService
 from streamvision.runtime.session import ThreadBudget
 from streamvision.sinks.base import Sink, StatusSink
 from streamvision.sources import Source, open_source
@@ -70,8 +71,14 @@ class _Captured:
 
 
 def model_sessions(config: PipelineConfig) -> int:
-    """How many ONNX Runtime sessions the stages of ``config`` open."""
-    return sum(stage.model_sessions for stage in config.stages)
+    """How many ONNX Runtime sessions the stages of ``config`` open. Stages that name the same model
+    (in the same manifest) share one session (:class:`~streamvision.runtime.service.ModelService`), and
+    so do the pipelines of every source of ``config``: the count is the same for one source or many."""
+    sessions: dict[tuple[object, ...], int] = {}
+    for stage in config.stages:
+        model = getattr(stage, "model", None) or stage.model_dump_json(exclude={"name"})
+        sessions[(getattr(stage, "models", None), model)] = stage.model_sessions
+    return sum(sessions.values())
 
 
 class Pipeline:
@@ -81,6 +88,8 @@ class Pipeline:
         config: a validated pipeline config with one source (see :mod:`streamvision.multi` for several).
         models: where models are looked up; the packaged manifest by default.
         budget: ONNX Runtime threads shared with other pipelines of the process; its own by default.
+        service: where the stages open their models, shared with other pipelines of the process (each
+            model opened once for all of them); its own by default.
         forward_events: channels that get every event of the ``events`` rules and source status
             changes besides the configured outputs (a cluster actor passes them to its driver).
 
@@ -95,6 +104,7 @@ class Pipeline:
         models: ModelRegistry | None = None,
         budget: ThreadBudget | None = None,
         forward_events: tuple[EventChannel, ...] = (),
+        service: ModelService | None = None,
     ) -> None:
         if len(config.sources) != 1:
             raise ConfigError(
@@ -124,7 +134,13 @@ class Pipeline:
             if budget is None:
                 budget = ThreadBudget(config.threads, sessions=max(1, model_sessions(config)))
             self.threads_per_model = budget.per_session  # summary() reads it: the preview starts soon
-            context = StageContext(models or ModelRegistry(), budget, live_source=self.source.live)
+            context = StageContext(
+                models or ModelRegistry(),
+                budget,
+                live_source=self.source.live,
+                service=service or ModelService(),
+                client=self.source.source_id,
+            )
             self.stages: list[Stage] = []
             on_failure.callback(self.close_stages)
             for stage_config in config.stages:
@@ -138,7 +154,8 @@ class Pipeline:
         queue_size = config.source.queue_size or (LIVE_QUEUE_SIZE if self.source.live else FILE_QUEUE_SIZE)
         self._input: FrameQueue[_Captured] = FrameQueue(queue_size, keep_newest=self.source.live)
         self._output: FrameQueue[Frame] = FrameQueue(queue_size, keep_newest=False)
-        self._annotator = Annotator() if any(s.needs_annotation for s in self.sinks) else None
+        annotated = any(s.needs_annotation for s in self.sinks)
+        self._annotator = Annotator(show_fps=config.outputs.fps_overlay) if annotated else None
 
     def _make_sinks(self, forward_events: tuple[EventChannel, ...]) -> None:
         """Opens the outputs into :attr:`sinks` one by one, so a failure leaves the opened ones there
@@ -187,7 +204,9 @@ class Pipeline:
         if outputs.show:
             from streamvision.sinks.window import WindowSink
 
-            sinks.append(WindowSink(on_quit=lambda: self.request_stop("window closed")))
+            sinks.append(
+                WindowSink(on_quit=lambda: self.request_stop("window closed"), fps=self.metrics.fps_out)
+            )
 
     @property
     def total_frames(self) -> int | None:

@@ -282,6 +282,7 @@ def test_mqtt_with_no_broker_reports_every_event_as_failed(
     assert stats["unacknowledged"] == 0
     warnings = messages(caplog, MQTT_LOG, logging.WARNING)
     assert "unreachable" in warnings[0] and "retrying every 1-30 s" in warnings[0]
+    assert "(cannot connect: Connection refused)" in warnings[0]  # why, from paho's failed attempt
     assert sum("unreachable" in text for text in warnings) == 1, warnings
     if qos:
         assert "5 events never acknowledged" in warnings[-1]

@@ -125,6 +125,21 @@ def test_line_rule_direction_filter_and_untracked() -> None:
     assert run(config, untracked) == []
 
 
+def test_boxes_the_tracker_has_not_confirmed_are_no_objects_for_any_rule() -> None:
+    weak = [frame(i, detections([(10, 10, 30, 30)], [-1])) for i in range(6)]
+    rules = [
+        {"type": "appear", "debounce_frames": 1},
+        {"type": "count", "above": 0, "debounce_frames": 1},
+        {"type": "count", "above": 0, "zone": "all", "debounce_frames": 1},
+        {"type": "zone", "zone": "all", "debounce_frames": 1},
+    ]
+    config = {"zones": {"all": [[0, 0], [400, 0], [400, 200], [0, 200]]}, "rules": rules}
+    assert run(config, weak) == []
+    confirmed = [frame(i, detections([(10, 10, 30, 30)], [2])) for i in range(6)]
+    fired = sorted(e.type for e in run(config, confirmed))
+    assert fired == ["count_above", "count_above", "object_appeared", "zone_entered"]
+
+
 def test_count_above_for_a_duration_fires_once_per_episode() -> None:
     counts = [0, 2, 2, 2, 2, 2, 2, 0, 0, 0, 2, 2, 2, 2, 2, 2]
     frames = [frame(i, detections([(i, 0, i + 5, 5)] * n, list(range(n)))) for i, n in enumerate(counts)]

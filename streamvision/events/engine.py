@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from streamvision.errors import ConfigError
 from streamvision.events.config import EventsConfig, rule_name
 from streamvision.events.event import Event, iso_time
 from streamvision.events.rules import Moment, Rule, build_rule
@@ -15,9 +16,13 @@ class RuleEngine:
     """Runs the rules of an ``events`` config in order and returns what they fired.
 
     Args:
-        config: the validated ``events`` section.
+        config: the validated ``events`` section (a pipeline config's also knows the zones and lines
+            of its ``zones`` stages, which rules may name).
         video_time: judge durations and cooldowns on the frames' presentation times (files, played
             as fast as possible) rather than on their capture times (live sources).
+
+    Raises:
+        ConfigError: a rule names a zone or line that is not defined, or is defined twice.
 
     Example:
         >>> from streamvision.events.config import EventsConfig, AppearRule
@@ -27,8 +32,12 @@ class RuleEngine:
     """
 
     def __init__(self, config: EventsConfig, video_time: bool = True) -> None:
+        try:
+            config.check_references()
+        except ValueError as exc:
+            raise ConfigError(f"events: {exc}") from None
         self.rules: list[Rule] = [
-            build_rule(rule, rule_name(rule, i), config.zones, config.lines)
+            build_rule(rule, rule_name(rule, i), config.region, config.zone_names())
             for i, rule in enumerate(config.rules)
         ]
         self._video_time = video_time

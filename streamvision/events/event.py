@@ -17,6 +17,7 @@ from streamvision.redact import redact_url
 
 EventType = Literal[
     "object_appeared",
+    "object_updated",
     "object_left",
     "zone_entered",
     "zone_left",
@@ -31,9 +32,26 @@ EventType = Literal[
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 EXTRA_KEYS = frozenset(
-    {"direction", "name", "emotion", "count", "threshold", "duration_s", "reason", "reconnects", "offline_s"}
+    {
+        "direction",
+        "name",
+        "emotion",
+        "count",
+        "threshold",
+        "duration_s",
+        "reason",
+        "reconnects",
+        "offline_s",
+        "phase",
+        "object_event_id",
+        "zones",
+    }
 )
 """The only keys allowed in :attr:`Event.extra` (the schema lists them too)."""
+
+PHASES: dict[str, str] = {"start": "object_appeared", "update": "object_updated", "end": "object_left"}
+"""An object's lifecycle (an ``appear`` rule with ``lifecycle``): each ``phase`` and its event type.
+The events of one object share ``object_event_id``."""
 
 
 def iso_time(wall_time: float) -> str:
@@ -68,10 +86,13 @@ class Event:
         line: the line the event is about.
         snapshot: path of the annotated JPEG written for it, when a snapshot output runs.
         clip: path of the H.264 clip it is part of, when a clip output runs.
-        extra: type-specific fields, keys from :data:`EXTRA_KEYS` (direction, name, emotion, count, ...).
+        extra: type-specific fields, keys from :data:`EXTRA_KEYS` (direction, name, emotion, count, ...);
+            for an object followed from start to end (:data:`PHASES`) also ``phase``, the shared
+            ``object_event_id``, the ``zones`` it is in and, at its end, ``duration_s``.
 
     Raises:
-        ValueError: unknown type or extra key.
+        ValueError: unknown type or extra key; a ``phase`` that is not its type's (``object_updated``
+            needs ``phase: update``), or a phase without ``object_event_id`` and ``zones``.
 
     Example:
         >>> e = Event("object_appeared", "door", "2026-01-01T00:00:00.000Z", "faces", class_name="face")
@@ -104,8 +125,21 @@ class Event:
             raise ValueError(
                 f"unknown event fields {sorted(unknown)}; valid: {', '.join(sorted(EXTRA_KEYS))}"
             )
-        if not isinstance(self.extra, MappingProxyType):
-            object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+        phase = self.extra.get("phase")
+        if phase is not None or self.type == "object_updated":
+            if phase not in PHASES or PHASES[phase] != self.type:
+                own = [name for name, type_ in PHASES.items() if type_ == self.type]
+                takes = f"phase {own[0]!r}" if own else "no phase"
+                raise ValueError(f"{self.type} takes {takes}, got phase {phase!r}")
+            missing = [key for key in ("object_event_id", "zones") if key not in self.extra]
+            if missing:
+                raise ValueError(f"{self.type} with phase {phase!r} needs {' and '.join(missing)}")
+        # lists (``zones`` of a record read back) become tuples: an event stays immutable and equal to
+        # the event it was recorded from
+        has_lists = any(isinstance(v, list) for v in self.extra.values())
+        if has_lists or not isinstance(self.extra, MappingProxyType):
+            extra = {key: tuple(v) if isinstance(v, list) else v for key, v in self.extra.items()}
+            object.__setattr__(self, "extra", MappingProxyType(extra))
         object.__setattr__(self, "source", redact_url(self.source))
 
     def with_paths(self, snapshot: str | None, clip: str | None) -> Event:
@@ -134,7 +168,7 @@ class Event:
             "clip": self.clip,
         }
         record.update({key: value for key, value in optional.items() if value is not None})
-        record.update(self.extra)
+        record.update({key: list(v) if isinstance(v, tuple) else v for key, v in self.extra.items()})
         return record
 
     @classmethod

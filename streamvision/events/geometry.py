@@ -1,19 +1,205 @@
-"""Plane geometry for zones and lines, in frame pixels (x right, y down)."""
+"""Zones and counting lines: one geometry (supervision's) and one "confirmed objects only" policy for the
+``zones`` stage, the event rules and the annotator.
+
+What holds everywhere (the README's "Zones and lines" says the same):
+
+- **Confirmed objects only.** When a tracking stage set track ids, a box with id -1 (one the tracker
+  has not confirmed) is not an object yet: no zone, line, rule or count sees it and it is not drawn.
+  Without a tracker every box counts.
+- **Anchor.** A box is in a zone when its anchor point is: ``bottom_center`` (the default: where feet
+  and wheels touch the ground), ``center``, or ``corners`` (all four corners). A point on the zone's
+  edge is inside.
+- **Lines.** A crossing is a track's anchor going from one side of the segment to the other (within
+  the strip between the perpendiculars through its ends; with ``corners``, all four go). It counts
+  once the track was seen on the new side for the required frames in a row (frames where it is
+  missing or sits on the line neither count nor reset); a track missing for longer than that starts
+  over. "in" is a crossing to the line's right, walking from its first point to its second as drawn
+  on screen (y down); "out" the other way.
+
+supervision loads on first use, so importing this module stays cheap.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from streamvision.frame import Detections
+
+Anchor = Literal["bottom_center", "center", "corners"]
 Point = tuple[float, float]
 
 
-def anchor_point(box: Sequence[float], anchor: str) -> Point:
+def confirmed(detections: Detections) -> np.ndarray:
+    """(N,) bool: the rows that are objects: all of them without track ids, else those with an id >= 0.
+
+    Example:
+        >>> d = Detections(np.zeros((2, 4), np.float32), np.ones(2, np.float32), np.zeros(2, np.int32),
+        ...                np.array(["a", "a"]), tracker_id=np.array([3, -1]))
+        >>> confirmed(d).tolist(), confirmed(Detections.empty()).tolist()
+        ([True, False], [])
+    """
+    if detections.tracker_id is None:
+        return np.ones(len(detections), bool)
+    return np.asarray(detections.tracker_id) >= 0
+
+
+class _Region(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    classes: tuple[str, ...] | None = None
+    """Count only these labels (all by default)."""
+    anchor: Anchor = "bottom_center"
+    """The point of a box that must be inside the zone or cross the line (``corners``: all four)."""
+
+
+class ZoneSpec(_Region):
+    """A polygon zone: how many objects are inside, and how many tracks went in and out."""
+
+    polygon: tuple[Point, ...] = Field(min_length=3)
+
+    @property
+    def points(self) -> tuple[Point, ...]:
+        return self.polygon
+
+
+class LineSpec(_Region):
+    """A counting line: tracks crossing it, by direction.
+
+    "in" is a crossing to the line's right as seen walking from ``start`` to ``end`` on screen
+    (for a line drawn left to right: moving down), "out" a crossing to its left.
+    """
+
+    start: Point
+    end: Point
+    min_crossing_frames: int = Field(1, ge=1, le=100)
+    """Frames in a row a track must be seen on the new side before its crossing counts (steadies
+    jittery boxes); a line rule's ``debounce_frames`` means the same."""
+
+    @model_validator(mode="after")
+    def _not_a_point(self) -> LineSpec:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+    @property
+    def points(self) -> tuple[Point, ...]:
+        return (self.start, self.end)
+
+
+RegionSpec = ZoneSpec | LineSpec
+
+
+def in_pixels(points: tuple[Point, ...], relative: bool, width: int, height: int) -> np.ndarray:
+    """(K, 2) float64 frame pixels of ``points``, which are fractions of the frame when ``relative``.
+
+    Example:
+        >>> in_pixels(((0.5, 1.0),), True, 640, 272).tolist()
+        [[320.0, 272.0]]
+    """
+    scale = np.array([width, height], np.float64) if relative else np.ones(2)
+    return np.asarray(points, np.float64).reshape(-1, 2) * scale
+
+
+def _anchors(anchor: Anchor) -> list[Any]:
+    import supervision as sv
+
+    if anchor == "corners":
+        return [
+            sv.Position.TOP_LEFT,
+            sv.Position.TOP_RIGHT,
+            sv.Position.BOTTOM_LEFT,
+            sv.Position.BOTTOM_RIGHT,
+        ]
+    return [sv.Position.BOTTOM_CENTER if anchor == "bottom_center" else sv.Position.CENTER]
+
+
+def _supervision(detections: Detections) -> Any:
+    # Imported here: streamvision.stages imports this module, so a top-level import would be circular.
+    from streamvision.stages.sv_adapter import to_supervision
+
+    return to_supervision(detections)
+
+
+class Area:
+    """A polygon zone in frame pixels (supervision's ``PolygonZone``).
+
+    Raises:
+        ValueError: fewer than three points.
+
+    Example:
+        >>> square = Area(np.array([[0, 0], [100, 0], [100, 100], [0, 100]]), "bottom_center")
+        >>> boxes = Detections(np.array([[10, 10, 30, 100], [10, 10, 30, 101]], np.float32),
+        ...                    np.ones(2, np.float32), np.zeros(2, np.int32), np.array(["a", "a"]))
+        >>> square.contains(boxes).tolist()  # an anchor on the edge is inside
+        [True, False]
+    """
+
+    def __init__(self, points: np.ndarray, anchor: Anchor) -> None:
+        import supervision as sv
+
+        self.points = np.asarray(points, np.float64)
+        self._zone = sv.PolygonZone(
+            np.rint(self.points).astype(np.int64),
+            triggering_anchors=_anchors(anchor),
+            require_all_anchors=True,
+        )
+
+    def contains(self, detections: Detections) -> np.ndarray:
+        """(N,) bool: the boxes whose anchor is inside (every box given: filter unconfirmed ones first)."""
+        if not len(detections):
+            return np.zeros(0, bool)
+        return np.asarray(self._zone.trigger(_supervision(detections)), bool)
+
+
+class Crossing:
+    """A counting line in frame pixels (supervision's ``LineZone``) that keeps each track's side.
+
+    Args:
+        start, end: the segment; "in" is to its right walking from ``start`` to ``end``.
+        anchor: the point of a box that crosses.
+        frames: observations in a row on the new side before a crossing counts.
+
+    Raises:
+        ValueError: ``start`` and ``end`` are the same point.
+    """
+
+    def __init__(self, start: Point, end: Point, anchor: Anchor, frames: int) -> None:
+        import supervision as sv
+
+        self.points = np.array([start, end], np.float64)
+        # supervision counts "in" on its line's left; reversed, that is the right of start -> end.
+        self._line = sv.LineZone(
+            sv.Point(float(end[0]), float(end[1])),
+            sv.Point(float(start[0]), float(start[1])),
+            triggering_anchors=_anchors(anchor),
+            minimum_crossing_threshold=frames,
+        )
+
+    def update(self, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
+        """Feeds one frame's boxes; returns (N,) bool arrays: the rows that crossed in, and out.
+
+        Boxes without a track id (or with -1) never cross. Call it on every frame, with no boxes
+        when there are none, so tracks that are gone are forgotten.
+        """
+        if detections.tracker_id is None:
+            import supervision as sv
+
+            self._line.trigger(sv.Detections.empty())  # no tracks here: the ones it knows age
+            return np.zeros(len(detections), bool), np.zeros(len(detections), bool)
+        crossed_in, crossed_out = self._line.trigger(_supervision(detections))
+        return np.asarray(crossed_in, bool), np.asarray(crossed_out, bool)
+
+
+def anchor_point(box: tuple[float, float, float, float], anchor: str) -> Point:
     """The point of an ``x1, y1, x2, y2`` box that zones and lines test: ``center`` or ``bottom_center``.
 
     Raises:
-        ValueError: unknown anchor.
+        ValueError: another anchor (``corners`` is four points).
 
     Example:
         >>> anchor_point((0, 0, 10, 20), "bottom_center")
@@ -27,51 +213,22 @@ def anchor_point(box: Sequence[float], anchor: str) -> Point:
     raise ValueError(f"unknown anchor {anchor!r}; valid: center, bottom_center")
 
 
-def inside(polygon: Sequence[Point], point: Point) -> bool:
-    """Whether ``point`` lies inside ``polygon`` (even-odd rule; points on an edge may go either way).
+def inside(polygon: tuple[Point, ...], point: Point) -> bool:
+    """Whether ``point`` lies in ``polygon`` (frame pixels) as :class:`Area` sees an anchor there: a
+    point on the edge is inside.
 
     Example:
-        >>> inside([(0, 0), (10, 0), (10, 10), (0, 10)], (5, 5)), inside([(0, 0), (10, 0), (0, 10)], (9, 9))
-        (True, False)
+        >>> square = ((0, 0), (10, 0), (10, 10), (0, 10))
+        >>> inside(square, (5, 5)), inside(square, (10, 10)), inside(square, (11, 5))
+        (True, True, False)
     """
-    x, y = point
-    pts = np.asarray(polygon, dtype=float)
-    xs, ys = pts[:, 0], pts[:, 1]
-    xs2, ys2 = np.roll(xs, -1), np.roll(ys, -1)
-    straddles = (ys > y) != (ys2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cross_x = xs + (y - ys) * (xs2 - xs) / (ys2 - ys)
-    return bool(np.count_nonzero(straddles & (x < cross_x)) % 2)
+    x, y = float(point[0]), float(point[1])
+    box = Detections(
+        np.array([[x, y, x, y]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.array([""])
+    )
+    return bool(_area(tuple((float(px), float(py)) for px, py in polygon)).contains(box)[0])
 
 
-def side(line: tuple[Point, Point], point: Point) -> int:
-    """-1 left of the line walking from its first point to its second (as drawn, y down), +1 right,
-    0 on it.
-
-    Example:
-        >>> side(((0, 100), (100, 100)), (50, 10)), side(((0, 100), (100, 100)), (50, 150))
-        (-1, 1)
-    """
-    (ax, ay), (bx, by) = line
-    cross = (bx - ax) * (point[1] - ay) - (by - ay) * (point[0] - ax)
-    return (cross > 0) - (cross < 0)
-
-
-def segments_cross(p1: Point, p2: Point, line: tuple[Point, Point]) -> bool:
-    """Whether the move from ``p1`` to ``p2`` crosses (or touches) the segment ``line``.
-
-    Example:
-        >>> line = ((0, 5), (10, 5))
-        >>> segments_cross((5, 0), (5, 10), line), segments_cross((20, 0), (20, 10), line)
-        (True, False)
-    """
-    a, b = line
-    d1, d2 = side((a, b), p1), side((a, b), p2)
-    d3, d4 = side((p1, p2), a), side((p1, p2), b)
-    if d1 != d2 and d3 != d4:
-        return True
-    return (d1 == 0 and _on_segment(a, b, p1)) or (d2 == 0 and _on_segment(a, b, p2))
-
-
-def _on_segment(a: Point, b: Point, p: Point) -> bool:
-    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
+@lru_cache(maxsize=64)
+def _area(polygon: tuple[Point, ...]) -> Area:
+    return Area(np.asarray(polygon), "bottom_center")

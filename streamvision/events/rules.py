@@ -1,18 +1,22 @@
 """Rules: small state machines that watch finished frames and return events.
 
 Each rule sees the objects of a frame keyed by identity: a track (``on`` stage and track id) when a
-tracking stage set ``tracker_id`` (boxes it has not confirmed yet, id -1, are not objects so far),
-otherwise the label (all untracked faces are one "face" object, so ``appear`` means "a face is in
-view"). Changes are debounced by ``debounce_frames`` frames; ``cooldown``
-silences a rule for an object (and event type) for that many seconds after it fired.
+tracking stage set ``tracker_id`` (boxes it has not confirmed yet, id -1, are not objects so far, for
+any rule, ``count`` included), otherwise the label (all untracked faces are one "face" object, so
+``appear`` means "a face is in view"). Zones and lines are :mod:`streamvision.events.geometry`'s, as
+in the ``zones`` stage. Changes are debounced by ``debounce_frames`` frames; ``cooldown`` silences a
+rule for an object (and event type) for that many seconds after it fired.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
+
+import numpy as np
 
 from streamvision.events.config import (
     AppearRule,
@@ -21,17 +25,27 @@ from streamvision.events.config import (
     LeaveRule,
     LineRule,
     RecognizedRule,
+    RegionKind,
     RuleConfig,
     ZoneRule,
     _RuleBase,
 )
 from streamvision.events.event import Event, iso_time, wall_time_of
-from streamvision.events.geometry import Point, anchor_point, inside, segments_cross, side
+from streamvision.events.geometry import (
+    Anchor,
+    Area,
+    Crossing,
+    Point,
+    RegionSpec,
+    ZoneSpec,
+    confirmed,
+    in_pixels,
+)
 from streamvision.frame import Detections, Frame, Labels
 
 Key = tuple[Any, ...]
-FORGET_FRAMES = 30
-"""A track unseen for this many frames (and at least the debounce) is forgotten by line rules."""
+Lookup = Callable[[str, RegionKind], tuple[RegionSpec, bool]]
+"""Finds a zone or line by name: its spec and whether its points are fractions of the frame."""
 
 
 @dataclass(frozen=True)
@@ -54,23 +68,71 @@ class Moment:
     frame: Frame
     clock: float
 
-    def event(self, type_: str, rule: str, seen: Seen | None = None, **fields: Any) -> Event:
+    def event(
+        self, type_: str, rule: str, seen: Seen | None = None, outline: Outline | None = None, **fields: Any
+    ) -> Event:
+        """An event of this frame; with ``outline`` (the zone or line it is about), a :class:`RegionEvent`."""
         extra = {k: v for k, v in fields.items() if k not in ("zone", "line")}
-        return Event(
-            type=type_,
-            source=self.frame.source_id,
-            time=iso_time(wall_time_of(self.frame.capture_time)),
-            rule=rule,
-            frame=self.frame.index,
-            pts=self.frame.pts,
-            track_id=None if seen is None else seen.track_id,
-            class_name=None if seen is None else seen.class_name,
-            score=None if seen is None else seen.score,
-            box=None if seen is None else seen.box,
-            zone=fields.get("zone"),
-            line=fields.get("line"),
-            extra=MappingProxyType(extra),
-        )
+        common: dict[str, Any] = {
+            "type": type_,
+            "source": self.frame.source_id,
+            "time": iso_time(wall_time_of(self.frame.capture_time)),
+            "rule": rule,
+            "frame": self.frame.index,
+            "pts": self.frame.pts,
+            "track_id": None if seen is None else seen.track_id,
+            "class_name": None if seen is None else seen.class_name,
+            "score": None if seen is None else seen.score,
+            "box": None if seen is None else seen.box,
+            "zone": fields.get("zone"),
+            "line": fields.get("line"),
+            "extra": MappingProxyType(extra),
+        }
+        return Event(**common) if outline is None else RegionEvent(**common, outline=outline)
+
+
+@dataclass(frozen=True)
+class Outline:
+    """A zone (polygon) or line (two points) in frame pixels, as a snapshot draws it."""
+
+    kind: RegionKind
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True)
+class RegionEvent(Event):
+    """An event about a zone or line that also knows where it is on the frame (for snapshots; its
+    JSON form is an :class:`Event`'s)."""
+
+    outline: Outline | None = field(default=None, compare=False, repr=False)
+
+
+class _Placed:
+    """A zone or line of the config, placed on the frames once the first one gives their size."""
+
+    def __init__(self, spec: RegionSpec, relative: bool, anchor: Anchor | None) -> None:
+        self.spec = spec
+        self.anchor: Anchor = anchor or spec.anchor
+        self._relative = relative
+        self.outline: Outline | None = None
+
+    def pixels(self, frame: Frame) -> np.ndarray:
+        height, width = frame.image.shape[:2]
+        points = in_pixels(self.spec.points, self._relative, width, height)
+        kind: RegionKind = "zone" if isinstance(self.spec, ZoneSpec) else "line"
+        self.outline = Outline(kind, tuple((float(x), float(y)) for x, y in points))
+        return points
+
+
+class _ZoneArea(_Placed):
+    def __init__(self, spec: RegionSpec, relative: bool, anchor: Anchor | None) -> None:
+        super().__init__(spec, relative, anchor)
+        self._area: Area | None = None
+
+    def area(self, frame: Frame) -> Area:
+        if self._area is None:
+            self._area = Area(self.pixels(frame), self.anchor)
+        return self._area
 
 
 class Rule(Protocol):
@@ -136,24 +198,35 @@ def _box(detections: Detections, i: int) -> tuple[float, float, float, float]:
     return x1, y1, x2, y2
 
 
-def objects(frame: Frame, config: _RuleBase, tracked_only: bool = False) -> dict[Key, Seen]:
-    """The objects of ``frame`` the rule may see, keyed by track (or by label when untracked; then the
-    best-scoring detection of the label stands for it)."""
-    seen: dict[Key, Seen] = {}
+def chosen(
+    frame: Frame, config: _RuleBase, classes: tuple[str, ...] | None = None
+) -> Iterator[tuple[str, Detections]]:
+    """The detections a rule sees, result by result: confirmed objects only (none with track id -1),
+    at least ``min_score``, of the rule's ``classes`` and of ``classes`` (a zone's or line's)."""
     for stage, detections in detections_of(frame, config.on):
+        keep = confirmed(detections) & (detections.confidence >= config.min_score)
+        for wanted in (config.classes, classes):
+            if wanted is not None:
+                keep &= np.isin(detections.class_name, wanted)
+        yield stage, detections[keep]
+
+
+def objects(
+    frame: Frame, config: _RuleBase, tracked_only: bool = False, zone: _ZoneArea | None = None
+) -> dict[Key, Seen]:
+    """The objects of ``frame`` the rule may see (in ``zone``, when given), keyed by track (or by label
+    when untracked; then the best-scoring detection of the label stands for it)."""
+    seen: dict[Key, Seen] = {}
+    for stage, detections in chosen(frame, config, None if zone is None else zone.spec.classes):
+        if zone is not None:
+            detections = detections[zone.area(frame).contains(detections)]
+        tracks = detections.tracker_id
+        if tracks is None and tracked_only:
+            continue
         for i in range(len(detections)):
             name, score = str(detections.class_name[i]), float(detections.confidence[i])
-            if score < config.min_score or (config.classes is not None and name not in config.classes):
-                continue
-            if detections.tracker_id is not None:
-                track: int | None = int(detections.tracker_id[i])
-                if track is None or track < 0:
-                    continue  # a box the tracker has not confirmed yet: not an object so far
-                key: Key = ("track", stage, track)
-            elif tracked_only:
-                continue
-            else:
-                key, track = ("label", name), None
+            track = None if tracks is None else int(tracks[i])
+            key: Key = ("label", name) if track is None else ("track", stage, track)
             if key not in seen or score > seen[key].score:
                 seen[key] = Seen(key, name, score, _box(detections, i), track)
     return seen
@@ -169,8 +242,10 @@ class PresenceRule:
         observe: Callable[[Frame], dict[Key, Seen]],
         events: tuple[str | None, str | None],
         fields: Callable[[Seen], dict[str, Any]] = lambda seen: {},
+        zone: _ZoneArea | None = None,
     ) -> None:
         self.name = name
+        self._zone = zone
         self._frames = config.debounce_frames
         self._off_frames = getattr(config, "leave_frames", None)
         self._observe = observe
@@ -190,75 +265,174 @@ class PresenceRule:
                 type_ = self._on_true if state.state else self._on_false
                 if type_ is not None and self._cooldown.allow((*key, type_), now.clock):
                     seen = self._last[key]
-                    events.append(now.event(type_, self.name, seen, **self._fields(seen)))
+                    outline = None if self._zone is None else self._zone.outline
+                    events.append(now.event(type_, self.name, seen, outline, **self._fields(seen)))
             if not state.state and state.pending == 0 and key not in current:
                 del self._state[key]  # gone and settled: forget it, so memory stays bounded
                 self._last.pop(key, None)
         return events
 
 
-class LineCrossRule:
-    """``line_crossed``: a track's anchor moves across the segment and stays on the other side for
-    ``debounce_frames`` frames. Untracked objects cannot cross (they have no past)."""
+@dataclass
+class _Life:
+    """One object followed by an :class:`ObjectLifecycleRule`, from its start to its end."""
 
-    def __init__(self, name: str, config: LineRule, line: tuple[Point, Point]) -> None:
+    id: str
+    first_seen: float
+    last: Seen
+    last_seen: float
+    zones: tuple[str, ...]
+    reported_zones: tuple[str, ...]
+    best_score: float
+    reported_at: float
+    silent: bool
+    """Its start fell in the rule's cooldown: no event of this life at all."""
+
+
+class ObjectLifecycleRule:
+    """``appear`` with ``lifecycle``: follows each object from start to end, joined by one
+    ``object_event_id``. ``object_appeared`` (phase ``start``) once it was seen ``debounce_frames``
+    frames in a row; ``object_updated`` (phase ``update``) when the zones it is in changed or its score
+    beat the best reported so far, at most once per ``update_interval`` s (a change waits for it);
+    ``object_left`` (phase ``end``) once it was missing ``leave_frames`` frames in a row, with its last
+    box and ``duration_s`` from the first to the last frame it was seen."""
+
+    def __init__(self, name: str, config: AppearRule, zones: list[_ZoneArea]) -> None:
+        if config.lifecycle is None:
+            raise ValueError("an ObjectLifecycleRule needs an appear rule with lifecycle")
+        self.name = name
+        self._config = config
+        self._lifecycle = config.lifecycle
+        self._zones = zones
+        self._cooldown = Cooldown(config.cooldown)
+        self._state: dict[Key, Debounced] = {}
+        self._lives: dict[Key, _Life] = {}
+
+    def _observe(self, frame: Frame) -> dict[Key, tuple[Seen, tuple[str, ...]]]:
+        """The objects of ``frame`` (keyed as :func:`objects` keys them) and the zones each is in."""
+        seen: dict[Key, tuple[Seen, tuple[str, ...]]] = {}
+        for stage, detections in chosen(frame, self._config):
+            inside = []
+            for zone in self._zones:
+                mask = zone.area(frame).contains(detections)
+                if zone.spec.classes is not None:
+                    mask &= np.isin(detections.class_name, zone.spec.classes)
+                inside.append((zone.spec.name, mask))
+            tracks = detections.tracker_id
+            for i in range(len(detections)):
+                name, score = str(detections.class_name[i]), float(detections.confidence[i])
+                track = None if tracks is None else int(tracks[i])
+                key: Key = ("label", name) if track is None else ("track", stage, track)
+                if key not in seen or score > seen[key][0].score:
+                    zones = tuple(sorted({zone for zone, mask in inside if mask[i]}))
+                    seen[key] = (Seen(key, name, score, _box(detections, i), track), zones)
+        return seen
+
+    def _event(self, now: Moment, type_: str, phase: str, life: _Life, **fields: Any) -> Event:
+        return now.event(
+            type_, self.name, life.last, object_event_id=life.id, phase=phase, zones=life.zones, **fields
+        )
+
+    def step(self, now: Moment) -> list[Event]:
+        current = self._observe(now.frame)
+        lifecycle = self._lifecycle
+        events = []
+        for key in list(self._state.keys() | current.keys()):
+            state = self._state.setdefault(
+                key, Debounced(self._config.debounce_frames, lifecycle.leave_frames)
+            )
+            here = current.get(key)
+            life = self._lives.get(key)
+            if here is not None and life is not None:
+                life.last, life.zones, life.last_seen = here[0], here[1], now.clock
+            if state.update(here is not None, now.clock) and here is not None:
+                seen, zones = here
+                life = _Life(
+                    id=uuid.uuid4().hex,
+                    first_seen=now.clock if state.since is None else state.since,
+                    last=seen,
+                    last_seen=now.clock,
+                    zones=zones,
+                    reported_zones=zones,
+                    best_score=seen.score,
+                    reported_at=now.clock,
+                    silent=not self._cooldown.allow((*key, "object_appeared"), now.clock),
+                )
+                self._lives[key] = life
+                if not life.silent:
+                    events.append(self._event(now, "object_appeared", "start", life))
+            elif not state.state and life is not None:  # it just ended
+                del self._lives[key]
+                if not life.silent:
+                    duration = round(life.last_seen - life.first_seen, 3)
+                    events.append(self._event(now, "object_left", "end", life, duration_s=duration))
+            elif here is not None and life is not None and not life.silent:
+                changed = life.zones != life.reported_zones or life.last.score > life.best_score
+                if changed and now.clock - life.reported_at >= lifecycle.update_interval:
+                    life.reported_zones, life.reported_at = life.zones, now.clock
+                    life.best_score = max(life.best_score, life.last.score)
+                    events.append(self._event(now, "object_updated", "update", life))
+            if not state.state and state.pending == 0 and here is None:
+                del self._state[key]  # gone and settled: forget it, so memory stays bounded
+        return events
+
+
+class LineCrossRule:
+    """``line_crossed``: a track's anchor crosses the segment and is seen on the other side for
+    ``debounce_frames`` frames in a row (as a ``zones`` stage counts with ``min_crossing_frames``).
+    Untracked objects cannot cross (they have no past)."""
+
+    def __init__(self, name: str, config: LineRule, line: _Placed) -> None:
         self.name = name
         self._config = config
         self._line = line
         self._cooldown = Cooldown(config.cooldown)
-        self._tracks: dict[Key, _LineTrack] = {}
+        self._crossings: dict[str, Crossing] = {}
+        """One per detection result: track ids are only unique within one."""
 
     def step(self, now: Moment) -> list[Event]:
-        current = objects(now.frame, self._config, tracked_only=True)
+        config = self._config
         events = []
-        for key, seen in current.items():
-            point = anchor_point(seen.box, self._config.anchor)
-            where = side(self._line, point)
-            track = self._tracks.setdefault(key, _LineTrack(where, point))
-            track.missing = 0
-            if where == 0 or track.side == 0:
-                track.side, track.last_point = track.side or where, point
+        fed = set()
+        for stage, detections in chosen(now.frame, config, self._line.spec.classes):
+            if detections.tracker_id is None:
                 continue
-            if where == track.side:
-                track.last_point, track.pending, track.first_point = point, 0, None
-                continue
-            track.pending += 1
-            track.first_point = track.first_point or point
-            if track.pending < self._config.debounce_frames:
-                continue
-            crossed = segments_cross(track.last_point, track.first_point, self._line)
-            direction = "in" if where > 0 else "out"
-            track.side, track.last_point, track.pending, track.first_point = where, point, 0, None
-            if not crossed or self._config.direction not in ("any", direction):
-                continue
-            if self._cooldown.allow((*key, direction), now.clock):
-                events.append(
-                    now.event("line_crossed", self.name, seen, line=self._config.line, direction=direction)
+            if stage not in self._crossings:
+                (x1, y1), (x2, y2) = self._line.pixels(now.frame).tolist()
+                self._crossings[stage] = Crossing(
+                    (x1, y1), (x2, y2), self._line.anchor, config.debounce_frames
                 )
-        forget = max(FORGET_FRAMES, self._config.debounce_frames)
-        for key in list(self._tracks.keys() - current.keys()):
-            self._tracks[key].missing += 1
-            if self._tracks[key].missing > forget:
-                del self._tracks[key]
+            fed.add(stage)
+            crossed_in, crossed_out = self._crossings[stage].update(detections)
+            for i in np.flatnonzero(crossed_in | crossed_out):
+                direction = "in" if crossed_in[i] else "out"
+                if config.direction not in ("any", direction):
+                    continue
+                track = int(detections.tracker_id[i])
+                seen = Seen(
+                    ("track", stage, track),
+                    str(detections.class_name[i]),
+                    float(detections.confidence[i]),
+                    _box(detections, int(i)),
+                    track,
+                )
+                if self._cooldown.allow((*seen.key, direction), now.clock):
+                    fields = {"line": config.line, "direction": direction}
+                    events.append(now.event("line_crossed", self.name, seen, self._line.outline, **fields))
+        for stage, crossing in self._crossings.items():
+            if stage not in fed:
+                crossing.update(_NO_TRACKS)  # so the tracks it knows age and are forgotten
         return events
 
 
-@dataclass
-class _LineTrack:
-    side: int
-    last_point: Point
-    """The latest anchor on the confirmed side."""
-    pending: int = 0
-    first_point: Point | None = None
-    """The first anchor on the other side, while that is not yet confirmed."""
-    missing: int = 0
+_NO_TRACKS = replace(Detections.empty(), tracker_id=np.zeros(0, np.int64))
 
 
 class CountThresholdRule:
     """``count_above`` / ``count_below``: fires once when the condition held for ``duration`` seconds,
     again only after it ended (for ``debounce_frames`` frames)."""
 
-    def __init__(self, name: str, config: CountRule, zone: tuple[Point, ...] | None) -> None:
+    def __init__(self, name: str, config: CountRule, zone: _ZoneArea | None) -> None:
         self.name = name
         self._config = config
         self._zone = zone
@@ -267,16 +441,11 @@ class CountThresholdRule:
         self._cooldown = Cooldown(config.cooldown)
 
     def count(self, frame: Frame) -> int:
-        config = self._config
+        """The confirmed objects (in the zone, when there is one): every box, tracked or not."""
         total = 0
-        for _, detections in detections_of(frame, config.on):
-            for i in range(len(detections)):
-                if float(detections.confidence[i]) < config.min_score:
-                    continue
-                if config.classes is not None and str(detections.class_name[i]) not in config.classes:
-                    continue
-                if self._zone is None or inside(self._zone, anchor_point(_box(detections, i), config.anchor)):
-                    total += 1
+        zone = self._zone
+        for _, detections in chosen(frame, self._config, None if zone is None else zone.spec.classes):
+            total += len(detections) if zone is None else int(zone.area(frame).contains(detections).sum())
         return total
 
     def step(self, now: Moment) -> list[Event]:
@@ -299,6 +468,8 @@ class CountThresholdRule:
             now.event(
                 type_,
                 self.name,
+                None,
+                None if self._zone is None else self._zone.outline,
                 zone=config.zone,
                 count=count,
                 threshold=threshold,
@@ -326,9 +497,9 @@ def labelled_objects(frame: Frame, config: RecognizedRule | EmotionRule) -> dict
             name, det_score = str(detections.class_name[row]), float(detections.confidence[row])
             if det_score < config.min_score or (config.classes is not None and name not in config.classes):
                 continue
+            if not confirmed(detections)[row]:
+                continue
             track = None if detections.tracker_id is None else int(detections.tracker_id[row])
-            if track is not None and track < 0:
-                continue  # not a confirmed track yet
             key: Key = ("track", labels.on, track, label) if track is not None else ("label", label)
             item = Seen(key, name, score, _box(detections, row), track, label)
         else:
@@ -340,31 +511,37 @@ def labelled_objects(frame: Frame, config: RecognizedRule | EmotionRule) -> dict
     return seen
 
 
-def build_rule(
-    config: RuleConfig, name: str, zones: dict[str, tuple[Point, ...]], lines: dict[str, tuple[Point, Point]]
-) -> Rule:
-    """The rule that ``config`` describes (its zone or line looked up by name).
+def build_rule(config: RuleConfig, name: str, lookup: Lookup, zones: tuple[str, ...] = ()) -> Rule:
+    """The rule that ``config`` describes (its zone or line found with ``lookup``; ``zones``: the names
+    of every zone, for an ``appear`` rule's ``lifecycle``).
 
     Raises:
-        KeyError: the zone or line is not defined (the config validation catches this first).
+        ValueError: from ``lookup``: the zone or line is not defined (the config validation catches
+            this first).
     """
     if isinstance(config, AppearRule):
+        if config.lifecycle is not None:
+            anchor = config.lifecycle.anchor
+            return ObjectLifecycleRule(name, config, [_ZoneArea(*lookup(z, "zone"), anchor) for z in zones])
         return PresenceRule(name, config, lambda f: objects(f, config), ("object_appeared", None))
     if isinstance(config, LeaveRule):
         return PresenceRule(name, config, lambda f: objects(f, config), (None, "object_left"))
     if isinstance(config, ZoneRule):
-        polygon, anchor = zones[config.zone], config.anchor
-
-        def in_zone(frame: Frame) -> dict[Key, Seen]:
-            found = objects(frame, config).items()
-            return {k: s for k, s in found if inside(polygon, anchor_point(s.box, anchor))}
-
+        zone = _ZoneArea(*lookup(config.zone, "zone"), config.anchor)
         events = ("zone_entered" if config.enter else None, "zone_left" if config.leave else None)
-        return PresenceRule(name, config, in_zone, events, lambda _: {"zone": config.zone})
+        return PresenceRule(
+            name,
+            config,
+            lambda f: objects(f, config, zone=zone),
+            events,
+            lambda _: {"zone": config.zone},
+            zone,
+        )
     if isinstance(config, LineRule):
-        return LineCrossRule(name, config, lines[config.line])
+        return LineCrossRule(name, config, _Placed(*lookup(config.line, "line"), config.anchor))
     if isinstance(config, CountRule):
-        return CountThresholdRule(name, config, None if config.zone is None else zones[config.zone])
+        counted = None if config.zone is None else _ZoneArea(*lookup(config.zone, "zone"), config.anchor)
+        return CountThresholdRule(name, config, counted)
     if isinstance(config, RecognizedRule):
         return PresenceRule(
             name,

@@ -102,6 +102,10 @@ class EventsSink:
         self.needs_annotation = bool(self._snapshots or self._clips)
 
     def write(self, frame: Frame, annotated: np.ndarray | None) -> None:
+        for output in self._events:
+            observe = getattr(output, "observe", None)  # the mqtt output's state topics count frames
+            if observe is not None:
+                observe(frame)
         image = frame.image if annotated is None else annotated
         clock = frame.pts if self._video_time and frame.pts is not None else frame.capture_time
         for clip in self._clips:

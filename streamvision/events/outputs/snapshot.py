@@ -19,7 +19,8 @@ HIGHLIGHT = (0, 255, 255)  # BGR yellow: the box the event is about
 
 class SnapshotChannel:
     """Decides each snapshot's path on the calling thread (so the event can carry it) and writes the
-    JPEG on its worker thread: the annotated frame with the event's box and type drawn in yellow.
+    JPEG on its worker thread: the annotated frame with the event's zone or line, box and type drawn
+    in yellow (see :func:`highlight`).
 
     Raises:
         SinkError: the folder cannot be created.
@@ -59,6 +60,33 @@ class SnapshotChannel:
         self._worker.close(deadline)
 
 
+def highlight(image: np.ndarray, event: Event) -> np.ndarray:
+    """A copy of ``image`` with what ``event`` is about in yellow: its zone or line (for events that
+    know where it is, :class:`~streamvision.events.rules.RegionEvent`), its box, and its type and
+    zone or line name bottom left."""
+    from streamvision.events.rules import RegionEvent
+
+    scene = image.copy()
+    height, width = scene.shape[:2]
+    thickness = max(2, round(min(height, width) / 160))
+    outline = event.outline if isinstance(event, RegionEvent) else None
+    if outline is not None:
+        # Inside the frame by half the line width, so a zone along the frame's edge shows too.
+        half = thickness // 2
+        points = np.clip(np.rint(outline.points), half, [width - 1 - half, height - 1 - half]).astype(
+            np.int32
+        )
+        cv2.polylines(scene, [points], outline.kind == "zone", HIGHLIGHT, thickness, cv2.LINE_AA)
+    if event.box is not None:
+        x1, y1, x2, y2 = (round(v) for v in event.box)
+        cv2.rectangle(scene, (x1, y1), (x2, y2), HIGHLIGHT, thickness, cv2.LINE_AA)
+    caption = " ".join(str(part) for part in (event.type, event.zone or event.line or "") if part)
+    (w, h), baseline = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    cv2.rectangle(scene, (0, height - h - baseline - 8), (w + 8, height - 1), (0, 0, 0), -1)
+    cv2.putText(scene, caption, (4, height - baseline - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, HIGHLIGHT, 1)
+    return scene
+
+
 class _JpegWriter:
     def __init__(self, quality: int) -> None:
         self._quality = quality
@@ -70,13 +98,7 @@ class _JpegWriter:
             SinkError: encoding or writing failed.
         """
         path, event, image = item
-        scene = image.copy()
-        if event.box is not None:
-            x1, y1, x2, y2 = (round(v) for v in event.box)
-            thickness = max(2, round(min(scene.shape[:2]) / 160))
-            cv2.rectangle(scene, (x1, y1), (x2, y2), HIGHLIGHT, thickness, cv2.LINE_AA)
-        caption = " ".join(str(part) for part in (event.type, event.zone or event.line or "") if part)
-        cv2.putText(scene, caption, (4, scene.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, HIGHLIGHT, 1)
+        scene = highlight(image, event)
         ok, jpeg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
         if not ok:
             raise SinkError(f"cannot encode the snapshot of event {event.id}")
