@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 from types import ModuleType
+from typing import cast
 
 from streamvision.errors import ClusterError
 
@@ -33,7 +34,7 @@ def require_ray() -> ModuleType:
         raise ClusterError(
             f"the cluster commands need Ray, which is not installed ({exc}): {INSTALL_HINT}"
         ) from None
-    return ray
+    return cast(ModuleType, ray)
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> ModuleType:

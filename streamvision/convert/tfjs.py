@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def read_model_json(path: Path) -> dict[str, Any]:
         raise ConversionError(f"{path} is not a TF.js model.json (no modelTopology / weightsManifest)")
     if model.get("format", "graph-model") != "graph-model" or "keras_version" in topology:
         raise ConversionError(f"{path} is a TF.js layers model; only graph models convert")
-    return model
+    return cast(dict[str, Any], model)
 
 
 def fill_default_attrs(model: dict[str, Any]) -> int:

@@ -52,7 +52,7 @@ def _op_name(model: Any, op: Any) -> str:
             (code.customCode or b"").decode() if isinstance(code.customCode, bytes) else str(code.customCode)
         )
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return names.get(builtin, str(builtin))
+    return str(names.get(builtin, builtin))
 
 
 @contextmanager

@@ -19,7 +19,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, np.float64)
     x = x - x.max(axis=1, keepdims=True)
     e = np.exp(x)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(e / e.sum(axis=1, keepdims=True), np.float32)
 
 
 def decode_classes(scores: np.ndarray, k: int, decoder: str = "softmax") -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ def normalize(descriptors: np.ndarray) -> np.ndarray:
         raise ValueError(f"descriptors must have shape (N, D), got {descriptors.shape}")
     x = np.asarray(descriptors, np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    return np.asarray(x / np.maximum(norms, 1e-12), np.float32)
 
 
 def match(

@@ -106,7 +106,7 @@ def refine(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected offsets of shape {boxes.shape}, got {offsets.shape}")
     w = boxes[:, 2] - boxes[:, 0] + 1
     h = boxes[:, 3] - boxes[:, 1] + 1
-    return boxes + offsets * np.stack([w, h, w, h], axis=1)
+    return np.asarray(boxes + offsets * np.stack([w, h, w, h], axis=1))
 
 
 def decode_landmarks(boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

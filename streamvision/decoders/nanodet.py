@@ -43,7 +43,7 @@ def expected_distances(logits: np.ndarray, reg_max: int = REG_MAX) -> np.ndarray
     bins = logits.reshape(len(logits), 4, reg_max + 1)
     bins = np.exp(bins - bins.max(axis=2, keepdims=True))
     bins /= bins.sum(axis=2, keepdims=True)
-    return bins @ np.arange(reg_max + 1, dtype=bins.dtype)
+    return np.asarray(bins @ np.arange(reg_max + 1, dtype=bins.dtype))
 
 
 def _stride_for(count: int, input_size: tuple[int, int]) -> int:

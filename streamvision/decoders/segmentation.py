@@ -39,13 +39,13 @@ def decode_mask(output: np.ndarray, decoder: str) -> np.ndarray:
     if decoder == "sigmoid_mask":
         if tensor.shape[2] != 1:
             raise ValueError(f"sigmoid_mask expects one channel, got {tensor.shape[2]}")
-        return np.clip(tensor[..., 0], 0.0, 1.0).astype(np.float32)
+        return np.asarray(np.clip(tensor[..., 0], 0.0, 1.0), np.float32)
     if tensor.shape[2] < 2:
         raise ValueError(f"softmax_mask expects background and person channels, got {tensor.shape[2]}")
     logits = tensor.astype(np.float64)
     logits -= logits.max(axis=2, keepdims=True)
     e = np.exp(logits)
-    return (e[..., -1] / e.sum(axis=2)).astype(np.float32)
+    return np.asarray(e[..., -1] / e.sum(axis=2), np.float32)
 
 
 def mask_to_frame(mask: np.ndarray, box: Letterbox, width: int, height: int) -> np.ndarray:

@@ -15,9 +15,8 @@ def box_iou(box: np.ndarray, boxes: np.ndarray, min_area: bool = False) -> np.nd
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    if min_area:
-        return inter / np.maximum(np.minimum(area, areas), 1e-9)
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    union = np.minimum(area, areas) if min_area else area + areas - inter
+    return np.asarray(inter / np.maximum(union, 1e-9))
 
 
 def nms(

@@ -162,7 +162,7 @@ def _progress(keras: Any, console: Console, epochs: int, steps: int) -> Any:
     """A Keras callback: a batch progress bar per epoch, then one line with the epoch's figures."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    class RichProgress(keras.callbacks.Callback):
+    class RichProgress(keras.callbacks.Callback):  # type: ignore[misc]  # Keras ships no types
         def __init__(self) -> None:
             super().__init__()
             self.bar = Progress(

@@ -284,6 +284,7 @@ class MqttPublisher:
     def __init__(self, config: MqttOutput, source_id: str) -> None:
         try:
             import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
         except ImportError:
             raise SinkError("the mqtt output needs paho-mqtt: pip install paho-mqtt") from None
         self._mqtt = mqtt
@@ -309,7 +310,7 @@ class MqttPublisher:
         )
         context = None if config.tls is None else tls_context(config.tls)
         client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id or "",
             protocol=mqtt.MQTTv311,
         )
