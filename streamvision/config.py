@@ -9,8 +9,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -25,19 +23,20 @@ from streamvision.paths import same_path_problem
 from streamvision.samples import sample_path
 from streamvision.stages import StageConfig, stage_config_class
 from streamvision.stages.zones import ZonesConfig
+from streamvision.strict import StrictModel
 
 SAMPLE_CLIP = sample_path("carphone")
 STREET_CLIP = sample_path("bikes")
 DEFAULT_OUTPUT = Path("streamvision-output.mp4")
 OUTPUT_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 """Containers the annotated H.264 video can be written in."""
+X264Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+]
+"""x264's speed presets, fastest first (as :data:`streamvision.sinks.video.X264_PRESETS`)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ReconnectConfig(_Strict):
+class ReconnectConfig(StrictModel):
     """How a network source retries after it goes offline: exponential backoff with jitter."""
 
     initial: float = Field(0.5, gt=0, le=3600)
@@ -56,7 +55,7 @@ class ReconnectConfig(_Strict):
         return self
 
 
-class SourceConfig(_Strict):
+class SourceConfig(StrictModel):
     """Where frames come from: a camera index, file, image folder / glob, or stream URL."""
 
     uri: str
@@ -75,6 +74,11 @@ class SourceConfig(_Strict):
     stall_timeout: float = Field(10.0, gt=0, le=600)
     """A stream that delivers no frame for this many seconds is offline and reconnected."""
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+    max_size: int | None = Field(None, ge=16, le=16384)
+    """Scale every frame down, as it is decoded, so that its longer side is at most this many pixels
+    (aspect ratio kept, sides even): stages, drawing and encoding then all work on the smaller
+    picture. For when no output needs full size: the video is written at this size, and every pixel
+    coordinate (boxes, events, zones not given as ``relative``) is in the scaled frame."""
 
     @field_validator("uri", mode="before")
     @classmethod
@@ -82,7 +86,7 @@ class SourceConfig(_Strict):
         return str(value) if isinstance(value, int) else value
 
 
-class PreviewConfig(_Strict):
+class PreviewConfig(StrictModel):
     """A live preview page over HTTP (MJPEG stream, figures, Prometheus ``/metrics``)."""
 
     host: str = "127.0.0.1"
@@ -96,11 +100,15 @@ class PreviewConfig(_Strict):
     quality: int = Field(80, ge=10, le=100)
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictModel):
     """Where results go."""
 
     video: Path | None = None
     """Annotated H.264 video: an .mp4 (or .mkv, .mov) file."""
+    video_preset: X264Preset = "veryfast"
+    """x264's speed preset for ``video``: a faster one spends less time per frame on a larger file."""
+    video_crf: int = Field(23, ge=0, le=51)
+    """x264's quality for ``video``: 0 is lossless, 51 the worst; each 6 down about doubles the file."""
     show: bool = False
     """A window; q or Esc stops the run."""
     events: str | None = None
@@ -134,7 +142,7 @@ class OutputConfig(_Strict):
         )
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictModel):
     """A pipeline: its source(s), its stages in order, its outputs.
 
     With several sources, each runs as a pipeline of its own with the same stages and outputs

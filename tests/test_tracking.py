@@ -253,5 +253,7 @@ def test_class_aware_tracks_do_not_jump_to_another_label(class_aware: bool) -> N
 def test_a_missing_tracking_package_is_a_config_error() -> None:
     from streamvision.stages.sv_adapter import require
 
-    with pytest.raises(ConfigError, match=r"the track stage needs the .no_such_pkg. package.*pip install"):
+    with pytest.raises(
+        ConfigError, match=r"the track stage needs 'no_such_pkg', which is not installed.*pip install"
+    ):
         require("no_such_pkg", "track")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamvision.errors import StreamvisionError
+from streamvision import optional
 
 
 def thread_ms(summary: dict[str, Any]) -> dict[str, float]:
@@ -227,13 +227,9 @@ def chart(report: dict[str, Any], path: Path) -> None:
     Raises:
         StreamvisionError: matplotlib is not installed (extra ``bench``).
     """
-    try:
-        import matplotlib
+    optional.require("matplotlib", "the chart", "pip install 'streamvision[bench]'").use("Agg")
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise StreamvisionError("the chart needs matplotlib: pip install 'streamvision[bench]'") from None
     r = report["ratios"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     names = ["pipeline", "sequential", "slowest-step bound"]

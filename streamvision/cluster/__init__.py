@@ -10,8 +10,8 @@ import logging
 import os
 import socket
 from types import ModuleType
-from typing import cast
 
+from streamvision import optional
 from streamvision.errors import ClusterError
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,7 @@ def require_ray() -> ModuleType:
     Raises:
         ClusterError: Ray is not installed; the message names the ``cluster`` extra.
     """
-    try:
-        import ray
-    except ImportError as exc:
-        raise ClusterError(
-            f"the cluster commands need Ray, which is not installed ({exc}): {INSTALL_HINT}"
-        ) from None
-    return cast(ModuleType, ray)
+    return optional.require("ray", "the cluster commands", INSTALL_HINT, ClusterError)
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> ModuleType:

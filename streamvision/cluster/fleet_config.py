@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from streamvision.config import PipelineConfig, SourceConfig, parse_config, read_yaml
 from streamvision.errors import ConfigError
@@ -31,15 +31,14 @@ from streamvision.events.config import ClipOutput, SnapshotOutput
 from streamvision.multi import outputs_for, safe_id, unique_ids, unshared
 from streamvision.samples import is_sample
 from streamvision.sources import is_stream_url
+from streamvision.strict import StrictModel
 
 FRAME_OUTPUTS = (SnapshotOutput, ClipOutput)
 """Event outputs that need the frames and stay with the pipeline; the driver writes the others."""
 
 
-class ClusterSettings(BaseModel):
+class ClusterSettings(StrictModel):
     """``cluster``: how the fleet's actors are placed and restarted."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     cpus_per_source: float = Field(1.0, gt=0, le=256)
     """CPUs Ray reserves for each source's actor; also its ONNX Runtime threads unless the pipeline

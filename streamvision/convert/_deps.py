@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
 
 from streamvision.errors import ConversionError
+from streamvision.optional import require
 
 INSTALL_HINT = "pip install 'streamvision[convert]'"
 
 
 def _import(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise ConversionError(
-            f"model conversion needs {name!r} ({exc}); install it with {INSTALL_HINT}"
-        ) from exc
+    return require(name, "model conversion", INSTALL_HINT, ConversionError)
 
 
 def tensorflow() -> ModuleType:

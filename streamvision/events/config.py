@@ -7,19 +7,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from streamvision.events.geometry import Anchor, LineSpec, Point, RegionSpec, ZoneSpec
 from streamvision.redact import redact_url
+from streamvision.strict import StrictModel
 
 RegionKind = Literal["zone", "line"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _RuleBase(_Strict):
+class _RuleBase(StrictModel):
     name: str | None = None
     """Put on every event of the rule; defaults to the rule's type and position, e.g. ``appear.0``."""
     on: str | None = None
@@ -35,7 +32,7 @@ class _RuleBase(_Strict):
     """Seconds after an event during which the same rule stays quiet for the same object."""
 
 
-class ObjectLifecycle(_Strict):
+class ObjectLifecycle(StrictModel):
     """``lifecycle`` of an ``appear`` rule: the rule follows each object from start to end, like a
     Frigate event. ``object_appeared`` (``phase: start``) when it comes into view, ``object_updated``
     (``phase: update``) when the zones it is in change or its score beats its best so far, and
@@ -156,7 +153,7 @@ RuleConfig = Annotated[
 ]
 
 
-class _OutputBase(_Strict):
+class _OutputBase(StrictModel):
     queue_size: int = Field(256, ge=1, le=100_000)
     """Events (or frames, for clips) waiting for this output at most; beyond it the oldest are dropped
     and counted."""
@@ -243,7 +240,7 @@ def check_http_url(url: str) -> str:
     return url
 
 
-class MqttTls(_Strict):
+class MqttTls(StrictModel):
     """``tls`` of the ``mqtt`` output: the broker is reached over TLS (paho's ``tls_set``).
     ``tls: true`` verifies the broker against the system's CA certificates."""
 
@@ -367,7 +364,7 @@ OutputConfig = Annotated[
 ]
 
 
-class EventsConfig(_Strict):
+class EventsConfig(StrictModel):
     """``events``: named zones and lines, the rules that watch them, and where events go.
 
     A rule may also name a zone or line of a ``zones`` stage of the same pipeline: a pipeline config

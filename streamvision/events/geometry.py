@@ -25,9 +25,10 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from streamvision.frame import Detections
+from streamvision.strict import StrictModel
 
 Anchor = Literal["bottom_center", "center", "corners"]
 Point = tuple[float, float]
@@ -47,9 +48,7 @@ def confirmed(detections: Detections) -> np.ndarray:
     return np.asarray(detections.tracker_id) >= 0
 
 
-class _Region(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _Region(StrictModel):
     name: str
     classes: tuple[str, ...] | None = None
     """Count only these labels (all by default)."""

@@ -8,19 +8,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from streamvision.bundled import bundled_dir
 from streamvision.errors import ModelError
+from streamvision.strict import StrictModel
 
 MANIFEST_NAME = "manifest.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InputSpec(_Strict):
+class InputSpec(StrictModel):
     """How an image becomes the model's input tensor: ``(pixel - mean) / std`` after letterboxing."""
 
     name: str
@@ -35,7 +32,7 @@ class InputSpec(_Strict):
     )
 
 
-class SourceSpec(_Strict):
+class SourceSpec(StrictModel):
     """Where the original weights come from (a registry package, never a hub)."""
 
     registry: str
@@ -45,7 +42,7 @@ class SourceSpec(_Strict):
     sha256: str
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """One manifest entry."""
 
     file: str
@@ -60,7 +57,7 @@ class ModelSpec(_Strict):
     conversion: dict[str, object] = Field(default_factory=dict)
 
 
-class _Manifest(_Strict):
+class _Manifest(StrictModel):
     models: dict[str, ModelSpec]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from streamvision.decoders.blazeface import ANCHOR_LAYOUTS, anchor_centres, decode_blazeface
 from streamvision.errors import ModelError
@@ -15,16 +15,15 @@ from streamvision.frame import Detections, Frame
 from streamvision.runtime.manifest import ModelSpec
 from streamvision.runtime.preprocess import letterbox, to_tensor
 from streamvision.stages.base import Stage, StageConfig, StageContext
+from streamvision.strict import StrictModel
 
 _DECODERS = frozenset(ANCHOR_LAYOUTS)
 MTCNN = "mtcnn"
 """The ``model`` name of the MTCNN cascade (manifest models mtcnn_pnet, mtcnn_rnet, mtcnn_onet)."""
 
 
-class MtcnnOptions(BaseModel):
+class MtcnnOptions(StrictModel):
     """``mtcnn:`` settings of the cascade's first two networks (O-Net uses ``score_threshold``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_face: float = Field(20.0, ge=12.0, le=4096.0)
     """The smallest face side in frame pixels that P-Net looks for; larger is faster."""
@@ -116,7 +115,7 @@ class FaceDetector:
         self.name = config.result_key
         self._config = config
         self._spec = spec
-        self._model = context.load_model(config.model)
+        self._model = context.load_model(config.model, batch=config.batch)
         strides, per_layer = ANCHOR_LAYOUTS[spec.decoder]
         self._anchors = anchor_centres(spec.input.size[0], strides, per_layer)
 

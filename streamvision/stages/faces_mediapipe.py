@@ -25,8 +25,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from streamvision import optional
 from streamvision.decoders.blazeface import NUM_KEYPOINTS
-from streamvision.errors import ModelError, StreamvisionError
+from streamvision.errors import ModelError
 from streamvision.frame import Detections, Frame
 from streamvision.runtime.manifest import ModelSpec, sha256_of
 from streamvision.stages.base import StageContext
@@ -43,14 +44,9 @@ def import_mediapipe() -> Any:
     Raises:
         StreamvisionError: mediapipe is not installed; the message names the extra to install.
     """
-    try:
-        import mediapipe
-        from mediapipe.tasks.python import vision  # noqa: F401  (fails on mediapipe builds without Tasks)
-    except ImportError as exc:
-        raise StreamvisionError(
-            f"backend: mediapipe needs MediaPipe, which is not installed ({exc}): {INSTALL_HINT}"
-        ) from None
-    return mediapipe
+    # the Tasks API: missing from some mediapipe builds
+    optional.require("mediapipe.tasks.python.vision", "backend: mediapipe", INSTALL_HINT)
+    return optional.require("mediapipe", "backend: mediapipe", INSTALL_HINT)
 
 
 def tflite_path(config: FaceDetectionConfig, spec: ModelSpec, models_dir: Path) -> Path:

@@ -6,11 +6,11 @@ supervision (and roboflow's ``trackers``, which builds on it) is imported lazily
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 
+from streamvision import optional
 from streamvision.errors import ConfigError
 from streamvision.frame import Detections
 
@@ -21,13 +21,7 @@ def require(package: str, stage: str) -> None:
     Raises:
         ConfigError: the package is not installed; the message says how to install it.
     """
-    try:
-        importlib.import_module(package)
-    except ImportError as exc:
-        raise ConfigError(
-            f"the {stage} stage needs the {package!r} package ({exc}); pip install streamvision "
-            f"brings it, or: pip install {package}"
-        ) from None
+    optional.require(package, f"the {stage} stage", f"pip install {package}", ConfigError)
 
 
 ROW_KEY = "streamvision_row"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
 
+from streamvision import optional
 from streamvision.errors import TrainingError
 
 INSTALL_HINT = "pip install 'streamvision[train]'"
@@ -17,10 +17,7 @@ def require(name: str) -> ModuleType:
     Raises:
         TrainingError: it is not installed; the message names the ``train`` extra.
     """
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise TrainingError(f"training needs {name!r} ({exc}); install it with {INSTALL_HINT}") from exc
+    return optional.require(name, "training", INSTALL_HINT, TrainingError)
 
 
 def keras() -> ModuleType:

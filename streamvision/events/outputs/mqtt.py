@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from streamvision import __version__
+from streamvision import __version__, optional
 from streamvision.errors import SinkError
 from streamvision.events.config import MqttOutput, MqttTls
 from streamvision.events.event import Event
@@ -282,11 +282,9 @@ class MqttPublisher:
     """
 
     def __init__(self, config: MqttOutput, source_id: str) -> None:
-        try:
-            import paho.mqtt.client as mqtt
-            from paho.mqtt.enums import CallbackAPIVersion
-        except ImportError:
-            raise SinkError("the mqtt output needs paho-mqtt: pip install paho-mqtt") from None
+        mqtt = optional.require("paho.mqtt.client", "the mqtt output", "pip install paho-mqtt", SinkError)
+        from paho.mqtt.enums import CallbackAPIVersion
+
         self._mqtt = mqtt
         self._config = config
         self._broker = f"{config.host}:{config.port}"
