@@ -18,7 +18,7 @@ from streamvision.events import Event
 from streamvision.events.config import EventsConfig
 from streamvision.events.engine import RuleEngine, status_event
 from streamvision.frame import Detections, Frame, Labels
-from streamvision.sources.reconnect import SourceStatus
+from streamvision.status import SourceStatus
 
 SCHEMA = json.loads(resources.files("streamvision.events").joinpath("event.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())

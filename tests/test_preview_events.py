@@ -19,7 +19,7 @@ import pytest
 from streamvision.config import SAMPLE_CLIP, parse_config
 from streamvision.pipeline import Pipeline
 from streamvision.sinks.preview import PreviewSink
-from streamvision.sources.reconnect import SourceStatus
+from streamvision.status import SourceStatus
 
 TOKEN = 'to"k&en'
 QUERY = "?token=to%22k%26en"

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
+from streamvision.backoff import Backoff
 from streamvision.config import parse_config
 from streamvision.errors import ConfigError
 from streamvision.redact import redact_url
 from streamvision.sources import default_source_id
-from streamvision.sources.reconnect import Backoff
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -30,7 +30,7 @@ from streamvision.events.event import Event
 from streamvision.events.sink import open_event_channel
 from streamvision.events.worker import EventChannel
 from streamvision.redact import redact_url
-from streamvision.sources.reconnect import SourceStatus, StatusKind
+from streamvision.status import SourceStatus, StatusKind
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from streamvision.events.config import EventsConfig, rule_name
 from streamvision.events.event import Event, iso_time
 from streamvision.events.rules import Moment, Rule, build_rule
 from streamvision.frame import Frame
-from streamvision.sources.reconnect import SourceStatus
+from streamvision.status import SourceStatus
 
 
 class RuleEngine:

@@ -24,7 +24,7 @@ from streamvision.events.engine import RuleEngine, status_event
 from streamvision.events.event import Event
 from streamvision.events.worker import Channel, EventChannel, OutputWorker
 from streamvision.frame import Frame
-from streamvision.sources.reconnect import SourceStatus
+from streamvision.status import SourceStatus
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import numpy as np
 from streamvision.frame import Frame
 
 if TYPE_CHECKING:
-    from streamvision.sources.reconnect import SourceStatus
+    from streamvision.status import SourceStatus
 
 
 class Sink(Protocol):

@@ -10,7 +10,7 @@ import numpy as np
 
 from streamvision.frame import Detections, Estimates, Frame, Labels, Mask, Poses, ZoneCounts
 from streamvision.sinks.jsonlines import JsonLinesStream
-from streamvision.sources.reconnect import SourceStatus
+from streamvision.status import SourceStatus
 
 if TYPE_CHECKING:
     from streamvision.events.event import Event

@@ -43,7 +43,7 @@ from streamvision.sinks.prometheus import PrometheusExport
 if TYPE_CHECKING:
     from streamvision.events.config import EventsConfig
     from streamvision.events.event import Event
-    from streamvision.sources.reconnect import SourceStatus
+    from streamvision.status import SourceStatus
 
 log = logging.getLogger(__name__)
 

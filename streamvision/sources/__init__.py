@@ -15,7 +15,7 @@ from streamvision.sources.base import Source
 
 if TYPE_CHECKING:
     from streamvision.config import SourceConfig
-    from streamvision.sources.reconnect import StatusCallback
+    from streamvision.status import StatusCallback
 
 __all__ = ["Source", "default_source_id", "open_source"]
 

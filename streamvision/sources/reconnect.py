@@ -14,97 +14,27 @@ leave when asked to stop.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from streamvision.backoff import Backoff
 from streamvision.errors import SourceError
 from streamvision.redact import redact_url
 from streamvision.sources.base import PendingImage, Source
+from streamvision.status import SourceStatus, StatusCallback, StatusKind
 
 if TYPE_CHECKING:
     from streamvision.config import ReconnectConfig
 
 log = logging.getLogger(__name__)
 
-StatusKind = Literal["source_offline", "source_online"]
-
 OPEN_POLL_S = 0.05
 """How often a wait for an opening source looks at the stop signal."""
-
-
-@dataclass(frozen=True)
-class SourceStatus:
-    """A live source went offline or came back.
-
-    Attributes:
-        kind: ``source_offline`` or ``source_online``.
-        source_id: the source's id.
-        reason: why (credentials removed): the error, ``stalled ...``, ``connected``, ``reconnected``.
-        reconnects: successful reconnects so far, this one included.
-        offline_s: for ``source_online`` after an outage, how long the source was offline.
-        at: when it happened, ``time.monotonic()``.
-        wall_time: when it happened, in seconds since the epoch (for people reading the events).
-    """
-
-    kind: StatusKind
-    source_id: str
-    reason: str
-    reconnects: int
-    offline_s: float | None
-    at: float
-    wall_time: float
-
-    def to_record(self) -> dict[str, Any]:
-        """The JSON-ready form written to the events output."""
-        record: dict[str, Any] = {
-            "type": "status",
-            "event": self.kind,
-            "source": self.source_id,
-            "reason": self.reason,
-            "reconnects": self.reconnects,
-            "time": round(self.wall_time, 3),
-        }
-        if self.offline_s is not None:
-            record["offline_s"] = round(self.offline_s, 3)
-        return record
-
-
-StatusCallback = Callable[[SourceStatus], None]
-
-
-class Backoff:
-    """Exponential backoff with jitter: ``initial * 2**attempt`` capped at ``maximum``, shortened by a
-    random fraction up to ``jitter``.
-
-    Example:
-        >>> waits = Backoff(0.5, 4.0, jitter=0.0)
-        >>> [waits.delay(attempt) for attempt in range(5)]
-        [0.5, 1.0, 2.0, 4.0, 4.0]
-    """
-
-    def __init__(
-        self, initial: float, maximum: float, jitter: float, rng: random.Random | None = None
-    ) -> None:
-        if not 0 < initial <= maximum or not 0 <= jitter <= 1:
-            raise ValueError(
-                f"need 0 < initial <= maximum and 0 <= jitter <= 1, got {initial}, {maximum}, {jitter}"
-            )
-        self.initial = initial
-        self.maximum = maximum
-        self.jitter = jitter
-        self._rng = rng or random.Random()
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0 for the first)."""
-        base = min(self.maximum, self.initial * 2.0 ** min(attempt, 62))
-        return base * (1.0 - self.jitter * self._rng.random())
 
 
 class ReconnectingSource:

@@ -27,12 +27,12 @@ from urllib.parse import quote
 
 import httpx
 
+from streamvision.backoff import Backoff
 from streamvision.errors import SinkError
 from streamvision.events.config import WebhookOutput
 from streamvision.events.event import Event
 from streamvision.events.outputs.spool import Spool
 from streamvision.redact import redact_url
-from streamvision.sources.reconnect import Backoff
 
 log = logging.getLogger(__name__)
 
