@@ -230,11 +230,11 @@ class PipelineConfig(StrictModel):
 
 def _uncarried_skip(stages: Sequence[StageConfig]) -> str | None:
     """What is wrong when a stage that needs detections on every frame reads those of a detector
-    that skips frames (``every`` > 1) with no ``track`` stage between them to carry the boxes over
-    the skipped frames; None when nothing is.
+    that skips frames (``every`` > 1, ``detect_fps``) with no ``track`` stage between them to carry
+    the boxes over the skipped frames; None when nothing is.
 
     Such a stage says so with a true ``needs_detections_every_frame`` class attribute and names the
-    detections in ``on``.
+    detections in ``on``; a detector names the setting that makes it skip in ``skipping``.
     """
     for i, stage in enumerate(stages):
         on = getattr(stage, "on", None)
@@ -243,13 +243,13 @@ def _uncarried_skip(stages: Sequence[StageConfig]) -> str | None:
         producer = next((j for j in range(i - 1, -1, -1) if stages[j].result_key == on), None)
         if producer is None:
             continue  # an unknown ``on`` is _check_references' error
-        every = getattr(stages[producer], "every", 1)
+        skipping = getattr(stages[producer], "skipping", None)
         carried = any(s.type == "track" and getattr(s, "on", None) == on for s in stages[producer + 1 : i])
-        if every > 1 and not carried:
+        if skipping is not None and not carried:
             return (
-                f"stages.{i} ({stage.result_key}): every: {every} of stages.{producer} ({on}) needs a "
+                f"stages.{i} ({stage.result_key}): {skipping} of stages.{producer} ({on}) needs a "
                 f"track stage on {on!r} before this stage; the detector leaves the frames it skips "
-                f"without detections, and {stage.type} needs them on every frame (or set every: 1)"
+                f"without detections, and {stage.type} needs them on every frame (or detect on every frame)"
             )
     return None
 

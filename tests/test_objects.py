@@ -13,7 +13,7 @@ from streamvision.pipeline import Pipeline
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.session import ThreadBudget
 from streamvision.stages.base import StageContext
-from streamvision.stages.objects import ObjectDetectionConfig, ObjectDetector
+from streamvision.stages.objects import DetectionCounters, ObjectDetectionConfig, ObjectDetector
 from tests.conftest import write_clip
 from tests.detector_graphs import constant_detector, write_manifest
 
@@ -125,6 +125,7 @@ def test_every_n_skips_frames_without_a_result(registry: ModelRegistry) -> None:
     ran = ["object_detection" in detector.process(_frame(i)).results for i in range(7)]
     assert ran == [True, False, False, True, False, False, True]
     assert detector.runs == 3
+    assert detector.counters == DetectionCounters(frames=7, skipped_frames=4, full_frame_runs=3)
 
 
 def test_pipeline_writes_object_events(registry: ModelRegistry, tmp_path: Path) -> None:

@@ -32,21 +32,31 @@ class ThreadBudget:
     thread against 282 FPS with 2, but the NanoDet pipeline at 19.5 FPS against 30.5 FPS
     (``streamvision bench``; its thread table shows the figures for any pipeline).
 
+    A session that several pipelines call side by side (one shared by every source of a run, see
+    :mod:`streamvision.runtime.service`) counts once per caller: N concurrent calls of a session use the
+    N calling threads plus its intra-op pool, so it gets ``total // (sessions * callers)``. With NanoDet
+    called by 2 to 6 threads on 2 cores, 1 intra-op thread cost 42-44 ms of CPU per inference and 2
+    threads 45-48 ms, shared or not.
+
     Args:
         total: threads to share; defaults to the core count.
         sessions: how many sessions will share them.
+        callers: how many threads call each session at once (the sources sharing it).
 
     Raises:
-        ValueError: ``total`` or ``sessions`` below 1.
+        ValueError: ``total``, ``sessions`` or ``callers`` below 1.
     """
 
-    def __init__(self, total: int | None = None, sessions: int = 1) -> None:
+    def __init__(self, total: int | None = None, sessions: int = 1, callers: int = 1) -> None:
         self.total = total or default_threads()
-        if self.total < 1 or sessions < 1:
-            raise ValueError(f"need total >= 1 and sessions >= 1, got {self.total}, {sessions}")
-        if sessions > self.total:
-            log.warning("%d model sessions share %d threads: one each", sessions, self.total)
-        self.per_session = max(1, self.total // sessions)
+        if self.total < 1 or sessions < 1 or callers < 1:
+            raise ValueError(
+                f"need total, sessions and callers >= 1, got {self.total}, {sessions}, {callers}"
+            )
+        if sessions * callers > self.total:
+            callers_text = f", each called by {callers} pipelines," if callers > 1 else ""
+            log.warning("%d model sessions%s share %d threads: one each", sessions, callers_text, self.total)
+        self.per_session = max(1, self.total // (sessions * callers))
         self.granted = 0
         self._lock = threading.Lock()
 
@@ -130,7 +140,18 @@ class OnnxModel:
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.input_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
+        self.output_shapes = {o.name: list(o.shape) for o in self._session.get_outputs()}
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the graph fixes (the first dimension of an input or output that is a number),
+        or None when every input and output leaves it free, so requests can be stacked into one run."""
+        for shape in (*self.input_shapes.values(), *self.output_shapes.values()):
+            if shape and isinstance(shape[0], int) and shape[0] > 0:
+                return shape[0]
+        return None
 
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         """Runs the model and returns the requested outputs (all of them by default), in order."""
-        return self._session.run(outputs or self.output_names, inputs)
+        results: list[np.ndarray] = self._session.run(outputs or self.output_names, inputs)
+        return results

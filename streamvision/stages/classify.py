@@ -83,7 +83,7 @@ class Classifier:
         self._spec = spec
         self._output = config.output or spec.outputs[0]
         self._labels = np.asarray(spec.labels)
-        self._model = OnnxModel(registry.verify(config.model), threads=context.budget.take())
+        self._model = context.load_model(config.model, registry, config.batch)
         self._batch = _check_io(config.model, spec, self._model, self._output)
 
     def process(self, frame: Frame) -> Frame:

@@ -57,7 +57,7 @@ class MtcnnFaceDetector:
         self._input = specs[0].input
         # The three nets run one after another, never at once: the stage counts as one session of the
         # thread budget (model_sessions = 1) and each net gets that session's whole share.
-        self._pnet, self._rnet, self._onet = (context.load_model(name) for name in NETS)
+        self._pnet, self._rnet, self._onet = (context.load_model(name, batch=config.batch) for name in NETS)
         self._rnet_size = specs[1].input.size[0]
         self._onet_size = specs[2].input.size[0]
         self._input_names = [spec.input.name for spec in specs]

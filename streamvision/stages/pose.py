@@ -54,7 +54,7 @@ class PoseEstimator:
         self.name = config.result_key
         self._config = config
         self._spec = spec
-        self._model = context.load_model(config.model)
+        self._model = context.load_model(config.model, batch=config.batch)
 
     def process(self, frame: Frame) -> Frame:
         on = self._config.on

@@ -75,7 +75,7 @@ class Segmenter:
         self._config = config
         self._spec = spec
         self._label = spec.labels[-1] if spec.labels else "person"
-        self._model = context.load_model(config.model)
+        self._model = context.load_model(config.model, batch=config.batch)
         self._background = _read_background(config.background) if config.background is not None else None
         self._effects: dict[tuple[int, int], MaskEffect] = {}
         self._previous: np.ndarray | None = None
