@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from streamvision.effects import MaskEffect
+    from streamvision.render.effects import MaskEffect
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,7 @@ class Mask:
         label: the segmented class.
         threshold: pixels at or above it count as ``label`` (:meth:`binary`).
         effect: what the annotator does with the mask on the output picture (see
-            :mod:`streamvision.effects`); None draws nothing.
+            :mod:`streamvision.render.effects`); None draws nothing.
 
     Raises:
         ValueError: the mask is not a 2-D float32 array.

@@ -20,21 +20,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamvision.annotate import Annotator
 from streamvision.config import PipelineConfig
 from streamvision.errors import ConfigError, StreamvisionError
 from streamvision.frame import Detections, Frame
 from streamvision.metrics import PipelineMetrics
 from streamvision.paths import same_path_problem
 from streamvision.queues import FrameQueue, QueueClosed, QueueTimeout
+from streamvision.render.annotate import Annotator
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.service import ModelService
 from streamvision.runtime.session import ThreadBudget
 from streamvision.sinks.base import Sink, StatusSink
 from streamvision.sources import Source, open_source
 from streamvision.sources.base import PendingImage, as_image
-from streamvision.sources.reconnect import SourceStatus
 from streamvision.stages import Stage, StageContext, build_stage
+from streamvision.status import SourceStatus
 
 if TYPE_CHECKING:
     from streamvision.events.sink import EventsSink

@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamvision.annotate import CAPTION_COLOR, Annotator
 from streamvision.events.config import EventsConfig, SnapshotOutput
 from streamvision.events.engine import RuleEngine
 from streamvision.events.outputs.snapshot import SnapshotChannel
 from streamvision.frame import Detections, Frame, Labels, RegionCount, ZoneCounts
+from streamvision.render.annotate import CAPTION_COLOR, Annotator
 
 
 def boxes(

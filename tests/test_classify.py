@@ -11,12 +11,12 @@ import pytest
 import yaml
 from onnx import TensorProto, helper
 
-from streamvision.annotate import Annotator
 from streamvision.config import OutputConfig, PipelineConfig, SourceConfig, parse_config
 from streamvision.decoders.classification import decode_classes, softmax
 from streamvision.errors import ConfigError, ModelError
 from streamvision.frame import Detections, Frame, Labels
 from streamvision.pipeline import Pipeline
+from streamvision.render.annotate import Annotator
 from streamvision.runtime.crop import crop_boxes
 from streamvision.runtime.manifest import ModelRegistry, sha256_of
 from streamvision.runtime.session import ThreadBudget
@@ -294,9 +294,9 @@ def test_age_estimate_on_the_astronaut_face(astronaut: Path, tmp_path: Path) -> 
     """A regression net (age in years) through the same stage attaches Estimates to the face."""
     import cv2
 
-    from streamvision.annotate import Annotator
     from streamvision.config import parse_config
     from streamvision.frame import Estimates
+    from streamvision.render.annotate import Annotator
 
     events = tmp_path / "events.jsonl"
     config = parse_config(

@@ -221,7 +221,7 @@ def test_an_event_output_folder_may_not_be_an_output_file(tmp_path: Path) -> Non
 
 
 def test_with_several_sources_each_source_is_checked_against_its_own_outputs(tmp_path: Path) -> None:
-    from streamvision.multi import per_source
+    from streamvision.fanout import per_source
 
     first = tmp_path / "out.b.mp4"
     first.write_bytes(b"")

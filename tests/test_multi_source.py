@@ -13,7 +13,8 @@ import pytest
 
 from streamvision.config import parse_config
 from streamvision.errors import ConfigError
-from streamvision.multi import MultiPipeline, per_source
+from streamvision.fanout import per_source
+from streamvision.multi import MultiPipeline
 from tests.conftest import count_frames
 from tests.test_rtsp import SERVER_MISSING, RtspServer, free_port
 

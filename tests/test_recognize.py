@@ -14,15 +14,15 @@ from typer.testing import CliRunner
 from streamvision.cli import app
 from streamvision.config import load_config
 from streamvision.decoders.faceres import UNKNOWN, match, normalize
-from streamvision.enroll import enroll, person_photos
 from streamvision.errors import ConfigError
 from streamvision.frame import Detections, Frame, Labels
-from streamvision.gallery import Gallery
 from streamvision.pipeline import Pipeline
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.session import ThreadBudget
 from streamvision.stages import StageContext, build_stage
-from streamvision.stages.recognize import RecognizeConfig
+from streamvision.stages.faces.enroll import enroll, person_photos
+from streamvision.stages.faces.gallery import Gallery
+from streamvision.stages.faces.recognize import RecognizeConfig
 
 
 def test_match_takes_each_persons_best_photo_and_marks_strangers_unknown() -> None:

@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from streamvision.annotate import Annotator
 from streamvision.config import load_config, parse_config
 from streamvision.decoders.movenet import decode_movenet
 from streamvision.decoders.segmentation import decode_mask, mask_to_frame
-from streamvision.effects import MaskEffect, apply_effect, fit_background
 from streamvision.errors import ConfigError
 from streamvision.frame import Detections, Frame, Mask, Poses
 from streamvision.pipeline import Pipeline
+from streamvision.render.annotate import Annotator
+from streamvision.render.effects import MaskEffect, apply_effect, fit_background
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.preprocess import Letterbox
 from streamvision.runtime.session import ThreadBudget

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamvision.annotate import Annotator, color_for, track_color
 from streamvision.config import load_config, parse_config
 from streamvision.errors import ConfigError
 from streamvision.frame import Detections, Frame, ZoneCounts
 from streamvision.pipeline import Pipeline
+from streamvision.render.annotate import Annotator, color_for, track_color
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.stages.track import TrackConfig, Tracker
 from streamvision.stages.zones import ZoneCounter, ZonesConfig

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import yaml
 
-from streamvision.annotate import Annotator
 from streamvision.config import PipelineConfig, parse_config, read_yaml
 from streamvision.errors import ConfigError
 from streamvision.events import Event
@@ -19,6 +18,7 @@ from streamvision.events.engine import RuleEngine
 from streamvision.events.rules import CountThresholdRule
 from streamvision.frame import Detections, Frame, RegionCount
 from streamvision.pipeline import Pipeline
+from streamvision.render.annotate import Annotator
 from streamvision.samples import sample_path
 from streamvision.stages.zones import ZoneCounter, ZonesConfig
 from tests.conftest import decode_all

@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamvision.annotate import Annotator
 from streamvision.config import OutputConfig, PipelineConfig
 from streamvision.frame import Detections, Frame
 from streamvision.metrics import PipelineMetrics
 from streamvision.pipeline import Pipeline
+from streamvision.render.annotate import Annotator
 from streamvision.sources.base import as_image
 
 

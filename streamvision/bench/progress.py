@@ -56,7 +56,7 @@ def planned_measurements(
     grid_settings: int,
     thread_counts: int,
 ) -> int:
-    """How many measurements :func:`streamvision.bench.command.run_bench` reports, in its order.
+    """How many measurements :func:`streamvision.cli.bench.run_bench` reports, in its order.
 
     ``grid_settings`` and ``thread_counts`` are 0 when the grid does not run.
 

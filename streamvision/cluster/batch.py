@@ -21,7 +21,7 @@ from typing import Any
 from streamvision.config import OutputConfig, PipelineConfig, SourceConfig
 from streamvision.errors import ConfigError, describe
 from streamvision.events.config import ClipOutput, JsonLinesOutput, SnapshotOutput
-from streamvision.multi import unshared
+from streamvision.fanout import unshared
 from streamvision.reports import write_json
 from streamvision.sources import VIDEO_SUFFIXES
 

@@ -74,7 +74,7 @@ def _path_fields(stage: BaseModel) -> list[tuple[str, Path]]:
 
 
 def _gallery_model_sha256(gallery: Path, registry: ModelRegistry) -> str:
-    from streamvision.gallery import Gallery
+    from streamvision.stages.faces.gallery import Gallery
 
     return sha256_of(registry.path(Gallery.load(gallery).model))
 

@@ -28,7 +28,7 @@ from pydantic import Field, ValidationError
 from streamvision.config import PipelineConfig, SourceConfig, parse_config, read_yaml
 from streamvision.errors import ConfigError
 from streamvision.events.config import ClipOutput, SnapshotOutput
-from streamvision.multi import outputs_for, safe_id, unique_ids, unshared
+from streamvision.fanout import outputs_for, safe_id, unique_ids, unshared
 from streamvision.samples import is_sample
 from streamvision.sources import is_stream_url
 from streamvision.strict import StrictModel

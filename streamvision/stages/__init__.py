@@ -6,9 +6,9 @@ from streamvision.errors import ConfigError
 from streamvision.stages.base import Stage, StageConfig, StageContext, StageFactory
 from streamvision.stages.classify import Classifier, ClassifyConfig
 from streamvision.stages.faces import FaceDetectionConfig, build_face_detector
+from streamvision.stages.faces.recognize import RecognizeConfig, Recognizer
 from streamvision.stages.objects import ObjectDetectionConfig, ObjectDetector
 from streamvision.stages.pose import PoseConfig, PoseEstimator
-from streamvision.stages.recognize import RecognizeConfig, Recognizer
 from streamvision.stages.segment import SegmentConfig, Segmenter
 from streamvision.stages.track import TrackConfig, Tracker
 from streamvision.stages.zones import ZoneCounter, ZonesConfig

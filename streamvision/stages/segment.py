@@ -3,7 +3,7 @@
 The stage attaches a :class:`~streamvision.frame.Mask` and leaves ``Frame.image`` as the camera gave
 it, so later stages detect and classify on the real picture. The effect (overlay, background blur,
 replaced background) travels with the mask and the annotator applies it to the picture the sinks
-write (see :mod:`streamvision.effects`).
+write (see :mod:`streamvision.render.effects`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from streamvision.decoders.segmentation import MASK_DECODERS, decode_mask, mask_to_frame
-from streamvision.effects import MaskEffect, fit_background
 from streamvision.errors import ConfigError, ModelError
 from streamvision.frame import Frame, Mask
+from streamvision.render.effects import MaskEffect, fit_background
 from streamvision.runtime.preprocess import letterbox, to_tensor
 from streamvision.stages.base import StageConfig, StageContext
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from streamvision.reports import write_json
 
 
 def write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Writes ``report.json`` and ``report.md`` into ``out_dir``; returns their paths.
 
     Raises:
-        OSError: the folder is not writable.
+        SinkError: the JSON report cannot be written.
+        OSError: the Markdown report cannot be written.
     """
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(json_path, report)
     md_path.write_text(markdown(report))
     return json_path, md_path
 

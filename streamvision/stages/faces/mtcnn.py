@@ -24,7 +24,7 @@ from streamvision.errors import ModelError
 from streamvision.frame import Detections, Frame
 from streamvision.runtime.nms import nms
 from streamvision.stages.base import StageContext
-from streamvision.stages.faces import FaceDetectionConfig, MtcnnOptions
+from streamvision.stages.faces.config import FaceDetectionConfig, MtcnnOptions
 
 NETS = ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet")
 PNET_LEVEL_IOU = 0.5

@@ -10,9 +10,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamvision.effects import apply_effect
 from streamvision.events.geometry import confirmed
 from streamvision.frame import Detections, Estimates, Frame, Labels, Mask, Poses, RegionCount, ZoneCounts
+from streamvision.render.effects import apply_effect
 
 # A qualitative palette (BGR); a class keeps its colour across frames and runs.
 PALETTE = (

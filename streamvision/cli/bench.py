@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -39,9 +38,10 @@ def bench(
     # imported here: `streamvision --help` and `streamvision run` start without the bench's modules
     from streamvision.bench.progress import Progress, ProgressLines, silent
     from streamvision.bench.session import planned, run_bench
-    from streamvision.cli_errors import reported_errors
+    from streamvision.cli.errors import reported_errors
     from streamvision.config import faces_config, load_config, with_overrides
     from streamvision.redact import redact_url
+    from streamvision.reports import write_json
 
     with reported_errors():
         base = load_config(config) if config is not None else faces_config()
@@ -60,7 +60,6 @@ def bench(
 
         typer.echo(markdown(report))
         if json_path is not None:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(report, indent=2) + "\n")
+            write_json(json_path, report)
         if chart_path is not None:
             chart(report, chart_path)

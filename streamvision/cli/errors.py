@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import typer
 
-from streamvision.cli_signals import EXIT_INTERRUPTED, interrupt_raises
+from streamvision.cli.signals import EXIT_INTERRUPTED, interrupt_raises
 from streamvision.errors import StreamvisionError
 
 EXIT_USAGE = 2

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from streamvision.cli_errors import EXIT_USAGE, reported_errors
-from streamvision.cluster.options import Address, NumCpus, figure
-from streamvision.console import make_console
+from streamvision.cli.cluster_options import Address, NumCpus, figure
+from streamvision.cli.console import make_console
+from streamvision.cli.errors import EXIT_USAGE, reported_errors
 
 REPORT_NAME = "batch-report.json"
 

@@ -1,9 +1,7 @@
-"""The ``streamvision`` command line."""
+"""``streamvision run``: a pipeline from a config or the command line, with progress and a summary."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,44 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from streamvision.cli_errors import EXIT_USAGE, reported_errors, set_debug
-from streamvision.cli_signals import exit_for_signal, exit_on_interrupt, stop_on_signals
-from streamvision.console import make_console
+from streamvision.cli.console import make_console
+from streamvision.cli.errors import EXIT_USAGE, reported_errors
+from streamvision.cli.signals import exit_for_signal, stop_on_signals
 from streamvision.errors import SinkError, StreamvisionError
 from streamvision.reports import write_json
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    help="Real-time video analytics on ONNX Runtime.",
-)
 
-
-def _print_version(value: bool) -> None:
-    if value:
-        from streamvision import __version__
-
-        typer.echo(f"streamvision {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
-    ] = False,
-) -> None:
-    set_debug(debug)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-@app.command()
 def run(
     source: Annotated[
         list[str] | None,
@@ -95,8 +62,9 @@ def run(
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary; errors still show.")
     ] = False,
 ) -> None:
-    """Run a pipeline. With no source and no config: objects tracked on the bundled street clip
-    (sample:bikes). A config without a source takes --source."""
+    """Run a pipeline (default: objects tracked on the bundled street clip, sample:bikes).
+
+    A config without a source takes --source; command-line options override the config."""
     with reported_errors():
         from streamvision.config import default_config, load_config, with_overrides
         from streamvision.pipeline import Pipeline
@@ -244,42 +212,3 @@ def _p50_p95(ms: dict[str, float | None]) -> str:
     if ms["p50"] is None:
         return "-"
     return f"p50 {ms['p50']:.1f}, p95 {ms['p95']:.1f}"
-
-
-from streamvision.bench.command import bench  # noqa: E402 - registered after the app exists
-
-app.command()(bench)
-
-from streamvision.convert.command import convert  # noqa: E402 - registered after the app exists
-
-app.command()(convert)
-
-from streamvision.train.command import train  # noqa: E402 - registered after the app exists
-
-app.command()(train)
-
-from streamvision.models_command import models_app  # noqa: E402 - registered after the app exists
-
-app.add_typer(models_app, name="models")
-
-from streamvision.configs_command import configs_app  # noqa: E402 - registered after the app exists
-
-app.add_typer(configs_app, name="configs")
-
-from streamvision.faces_command import faces_app  # noqa: E402 - registered after the app exists
-
-app.add_typer(faces_app, name="faces")
-
-from streamvision.cluster.batch_command import batch  # noqa: E402 - registered after the app exists
-
-app.command()(batch)
-
-from streamvision.cluster.fleet_command import cluster_app  # noqa: E402 - registered after the app exists
-
-app.add_typer(cluster_app, name="cluster")
-
-
-def main() -> None:
-    """Console-script entry point."""
-    exit_on_interrupt()
-    app()

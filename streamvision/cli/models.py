@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from streamvision.cli_errors import reported_errors
+from streamvision.cli.errors import reported_errors
 
 if TYPE_CHECKING:
     from streamvision.runtime.manifest import InputSpec, ModelRegistry

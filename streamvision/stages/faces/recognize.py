@@ -11,8 +11,8 @@ from pydantic import Field
 from streamvision.decoders.faceres import match
 from streamvision.errors import ConfigError, ModelError
 from streamvision.frame import Detections, Frame, Labels
-from streamvision.gallery import FaceDescriber, Gallery
 from streamvision.stages.base import StageConfig, StageContext
+from streamvision.stages.faces.gallery import FaceDescriber, Gallery
 
 
 class RecognizeConfig(StageConfig):

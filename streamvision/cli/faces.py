@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from streamvision.cli_errors import reported_errors
+from streamvision.cli.errors import reported_errors
 
 faces_app = typer.Typer(no_args_is_help=True, help="Face recognition galleries.")
 
@@ -29,7 +29,7 @@ def enroll_command(
 ) -> None:
     """Build a gallery from the largest face in each photo; photos without a face are listed and left out."""
     with reported_errors():
-        from streamvision.enroll import enroll
+        from streamvision.stages.faces.enroll import enroll
 
         result = enroll(folder, detector=detector, model=model, crop_scale=crop_scale)
         result.gallery.save(output)

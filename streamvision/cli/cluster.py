@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from streamvision.cli_errors import EXIT_USAGE, reported_errors
-from streamvision.cluster.options import Address, NumCpus, figure
-from streamvision.console import make_console
+from streamvision.cli.cluster_options import Address, NumCpus, figure
+from streamvision.cli.console import make_console
+from streamvision.cli.errors import EXIT_USAGE, reported_errors
 
 cluster_app = typer.Typer(help="Run many sources on a Ray cluster (extra 'cluster').", no_args_is_help=True)
 
@@ -28,7 +28,7 @@ def run_fleet(
     """Run each source's pipeline as a Ray actor until every source ends or Ctrl-C stops the fleet.
     Exits 2 when a source failed for good (after its restarts)."""
     with reported_errors():
-        from streamvision.cli_signals import exit_for_signal, stop_on_signals
+        from streamvision.cli.signals import exit_for_signal, stop_on_signals
         from streamvision.cluster import connect
         from streamvision.cluster.fleet import FleetRunner
         from streamvision.cluster.fleet_config import load_fleet

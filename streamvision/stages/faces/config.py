@@ -1,20 +1,17 @@
-"""Face detection with BlazeFace (short or full range) or the MTCNN cascade on ONNX Runtime (or,
-with ``backend: mediapipe``, BlazeFace on MediaPipe)."""
+"""``type: face_detection`` settings: BlazeFace (short or full range) or the MTCNN cascade on ONNX
+Runtime, or BlazeFace on MediaPipe (``backend: mediapipe``); and the check of a BlazeFace model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
-from streamvision.decoders.blazeface import ANCHOR_LAYOUTS, anchor_centres, decode_blazeface
+from streamvision.decoders.blazeface import ANCHOR_LAYOUTS
 from streamvision.errors import ModelError
-from streamvision.frame import Detections, Frame
 from streamvision.runtime.manifest import ModelSpec
-from streamvision.runtime.preprocess import letterbox, to_tensor
-from streamvision.stages.base import Stage, StageConfig, StageContext
+from streamvision.stages.base import StageConfig, StageContext
 from streamvision.strict import StrictModel
 
 _DECODERS = frozenset(ANCHOR_LAYOUTS)
@@ -67,24 +64,6 @@ class FaceDetectionConfig(StageConfig):
         return self
 
 
-def build_face_detector(config: FaceDetectionConfig, context: StageContext) -> Stage:
-    """The face stage on the backend ``config`` names.
-
-    Raises:
-        ModelError: the model is unknown, invalid or not a BlazeFace face detector.
-        StreamvisionError: ``backend: mediapipe`` without mediapipe installed (extra ``mediapipe``).
-    """
-    if config.model == MTCNN:
-        from streamvision.stages.faces_mtcnn import MtcnnFaceDetector
-
-        return MtcnnFaceDetector(config, context)
-    if config.backend == "mediapipe":
-        from streamvision.stages.faces_mediapipe import MediaPipeFaceDetector
-
-        return MediaPipeFaceDetector(config, context)
-    return FaceDetector(config, context)
-
-
 def face_model_spec(config: FaceDetectionConfig, context: StageContext) -> ModelSpec:
     """The manifest entry of ``config.model``, checked to be a square-input BlazeFace detector.
 
@@ -101,48 +80,3 @@ def face_model_spec(config: FaceDetectionConfig, context: StageContext) -> Model
     if width != height:
         raise ModelError(f"model {config.model!r}: BlazeFace needs a square input, got {spec.input.size}")
     return spec
-
-
-class FaceDetector:
-    """Finds faces and their six keypoints; attaches :class:`Detections` labelled ``face``.
-
-    Raises:
-        ModelError: the model is missing, invalid, or not a BlazeFace face detector.
-    """
-
-    def __init__(self, config: FaceDetectionConfig, context: StageContext) -> None:
-        spec = face_model_spec(config, context)
-        self.name = config.result_key
-        self._config = config
-        self._spec = spec
-        self._model = context.load_model(config.model, batch=config.batch)
-        strides, per_layer = ANCHOR_LAYOUTS[spec.decoder]
-        self._anchors = anchor_centres(spec.input.size[0], strides, per_layer)
-
-    def process(self, frame: Frame) -> Frame:
-        spec = self._spec
-        image, box = letterbox(frame.image, spec.input.size)
-        regressors, scores = self._model.run(
-            {spec.input.name: to_tensor([image], spec.input)}, list(spec.outputs)
-        )
-        faces = decode_blazeface(
-            regressors[0],
-            scores[0],
-            self._anchors,
-            spec.input.size[0],
-            self._config.score_threshold,
-            self._config.iou_threshold,
-            self._config.max_faces,
-            blend=self._config.nms == "weighted",
-        )
-        height, width = frame.image.shape[:2]
-        xyxy = box.boxes_to_frame(faces.xyxy)
-        xyxy = np.clip(xyxy, 0, [width, height, width, height]).astype(np.float32)
-        detections = Detections(
-            xyxy=xyxy,
-            confidence=faces.scores,
-            class_id=np.zeros(len(xyxy), np.int32),
-            class_name=np.full(len(xyxy), spec.labels[0]),
-            keypoints=box.points_to_frame(faces.keypoints).astype(np.float32),
-        )
-        return frame.with_result(self.name, detections)

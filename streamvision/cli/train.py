@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from streamvision.cli_errors import reported_errors
+from streamvision.cli.errors import reported_errors
 
 
 def train(

@@ -31,7 +31,7 @@ from streamvision.errors import ModelError
 from streamvision.frame import Detections, Frame
 from streamvision.runtime.manifest import ModelSpec, sha256_of
 from streamvision.stages.base import StageContext
-from streamvision.stages.faces import FaceDetectionConfig, face_model_spec
+from streamvision.stages.faces.config import FaceDetectionConfig, face_model_spec
 
 INSTALL_HINT = "pip install 'streamvision[mediapipe]'"
 RESULT_TIMEOUT_S = 10.0

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from streamvision.cli_errors import reported_errors
+from streamvision.cli.errors import reported_errors
 from streamvision.errors import ConfigError
 
 configs_app = typer.Typer(no_args_is_help=True, help="List, print or copy the ready pipeline configs.")

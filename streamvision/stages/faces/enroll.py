@@ -12,11 +12,11 @@ import numpy as np
 
 from streamvision.errors import ConfigError
 from streamvision.frame import Detections, Frame
-from streamvision.gallery import FaceDescriber, Gallery
 from streamvision.runtime.manifest import ModelRegistry
 from streamvision.runtime.session import ThreadBudget
 from streamvision.stages import StageContext, build_stage
 from streamvision.stages.faces import FaceDetectionConfig
+from streamvision.stages.faces.gallery import FaceDescriber, Gallery
 
 log = logging.getLogger(__name__)
 
