@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from streamvision.cli_errors import reported_errors
+from streamvision.cli.errors import reported_errors
 from streamvision.convert.parity import DEFAULT_TOLERANCE
 
 _RANGES = ("-1..1", "0..1", "0..255")
