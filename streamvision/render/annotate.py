@@ -112,31 +112,14 @@ class Annotator:
                     f"{name} {score:.2f}" for name, score in zip(result.class_name, result.score, strict=True)
                 ]
                 colors = [color_for(int(c)) for c in result.class_id]
-                self._draw_rows(
-                    scene,
-                    result.on,
-                    result.detection,
-                    texts,
-                    colors,
-                    frame.results,
-                    thickness,
-                    lines,
-                    captions,
-                )
             elif isinstance(result, Estimates):
                 texts = [f"{result.name} {value:.0f}" for value in result.value]
                 colors = [(90, 90, 90)] * len(result)
-                self._draw_rows(
-                    scene,
-                    result.on,
-                    result.detection,
-                    texts,
-                    colors,
-                    frame.results,
-                    thickness,
-                    lines,
-                    captions,
-                )
+            else:
+                continue
+            self._draw_rows(
+                scene, result.on, result.detection, texts, colors, frame.results, thickness, lines, captions
+            )
         for text, corner in region_captions:
             captions.add(text, corner, CAPTION_COLOR)
         captions.draw(scene, thickness)
