@@ -66,8 +66,9 @@ class _Captured:
     pts: float | None
     capture_time: float
 
-    def frame(self) -> Frame:
-        return Frame(as_image(self.image), self.source_id, self.index, self.pts, self.capture_time)
+    def frame(self, max_size: int | None = None) -> Frame:
+        image = as_image(self.image, max_size)
+        return Frame(image, self.source_id, self.index, self.pts, self.capture_time)
 
 
 def model_sessions(config: PipelineConfig) -> int:
@@ -165,7 +166,13 @@ class Pipeline:
         if outputs.video is not None:
             from streamvision.sinks.video import VideoFileSink
 
-            self._video = VideoFileSink(outputs.video, self.source.rate, live=self.source.live)
+            self._video = VideoFileSink(
+                outputs.video,
+                self.source.rate,
+                outputs.video_crf,
+                live=self.source.live,
+                preset=outputs.video_preset,
+            )
             sinks.append(self._video)
         if outputs.events is not None:
             from streamvision.sinks.events import JsonLinesSink
@@ -307,8 +314,10 @@ class Pipeline:
                 item = self.source.read()
                 if item is None:
                     break
-                self.metrics.step_time("decode", time.monotonic() - started)
                 image, pts = item
+                if not self.source.live:  # a file's frames are all kept: converted here, beside the stages
+                    image = as_image(image, self.config.source.max_size)
+                self.metrics.step_time("decode", time.monotonic() - started)
                 captured = _Captured(image, self.source.source_id, index, pts, time.monotonic())
                 self.metrics.frame_in()
                 queued = self._input.put(captured, self._stop)
@@ -326,7 +335,7 @@ class Pipeline:
         try:
             while not self._stop.is_set():
                 try:
-                    frame = self._input.get(POLL_S).frame()
+                    frame = self._input.get(POLL_S).frame(self.config.source.max_size)
                 except QueueTimeout:
                     continue
                 except QueueClosed:

@@ -1,4 +1,5 @@
-"""Annotated video as H.264 in mp4, encoded with PyAV's libx264 (plays in browsers).
+"""Annotated video as H.264 in mp4, encoded with PyAV's libx264 (plays in browsers) on a thread of its
+own, apart from the thread that annotates the frames.
 
 A run never leaves a broken file under the name it was asked to write: the video goes to
 ``NAME.partial.mp4`` next to it and is renamed to ``NAME.mp4`` only once finalized. The partial file
@@ -52,6 +53,20 @@ MP4_OPTIONS = {
     **FLUSH_OPTIONS,
 }
 """For .mp4 and .mov; Matroska (.mkv) survives a kill as it is, cluster by cluster."""
+
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+)  # fmt: skip
+"""x264's speed presets, fastest first: each step down makes the same quality (``crf``) smaller, for
+more encoding time per frame."""
+
+ENCODER_QUEUE = 4
+"""Frames handed to the encoder thread and not yet encoded, at most: enough to even out the frames
+that take longer to encode (a keyframe) without holding many full-size pictures."""
+
+AVCOL_SPC_SMPTE170M = 6
+AVCOL_RANGE_MPEG = 1
+"""FFmpeg's codes for the BT.601 YUV matrix and the 16-235 range: OpenCV's BGR to I420 conversion."""
 
 T = TypeVar("T")
 
@@ -135,8 +150,9 @@ class _Timeline:
 
 
 class _Job(Generic[T]):
-    def __init__(self, call: Callable[[], T]) -> None:
+    def __init__(self, call: Callable[[], T], then: Callable[[], object] | None = None) -> None:
         self.call = call
+        self.then = then
         self.result: T | None = None
         self.error: BaseException | None = None
         self.finished = False
@@ -151,33 +167,47 @@ class _Job(Generic[T]):
         finally:
             self.finished = True
             self.done.release()
+            if self.then is not None:
+                self.then()
 
 
-class _Shield:
-    """Runs the main thread's encoder and muxer calls on a thread of their own, and waits for each to
-    end even when a KeyboardInterrupt (a second Ctrl-C) arrives meanwhile; it is raised after.
+class _EncoderThread:
+    """The thread a sink converts, encodes and muxes on, in the order the frames were handed over.
 
-    Python runs signal handlers on the main thread only, between any two steps of Python code (FFmpeg
-    calls back into Python to log, even while it writes the trailer): a KeyboardInterrupt there
-    would leave packets unwritten or the file unfinished. Nothing interrupts this thread.
+    :meth:`submit` hands a frame's work over and returns; it blocks while ``depth`` frames wait.
+    :meth:`call` runs a call there and waits for its end even when a KeyboardInterrupt (a second
+    Ctrl-C) arrives meanwhile; it is raised after. Python runs signal handlers on the main thread
+    only, between any two steps of Python code (FFmpeg calls back into Python to log, even while it
+    writes the trailer): a KeyboardInterrupt there would leave packets unwritten or the file
+    unfinished. Nothing interrupts this thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, depth: int) -> None:
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._slots = threading.BoundedSemaphore(depth)
         # a daemon: a sink that is never closed must not keep the process alive
-        self._thread = threading.Thread(target=self._serve, name="sv-video-writer", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="sv-video-encoder", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
             job.run()
 
-    def call(self, call: Callable[[], T]) -> T:
-        """Returns what ``call`` returns, or raises what it raised.
+    def submit(self, call: Callable[[], None]) -> None:
+        """Queues ``call`` (which must catch what it raises) after those queued before, and returns.
 
         Raises:
-            KeyboardInterrupt: one arrived while ``call`` ran (``call`` finished first; an error it
-                raised is logged).
+            KeyboardInterrupt: one arrived while waiting for room; ``call`` was not queued.
+        """
+        self._slots.acquire()
+        self._jobs.put(_Job(call, self._slots.release))
+
+    def call(self, call: Callable[[], T]) -> T:
+        """Returns what ``call`` returns once the calls queued before it ran, or raises what it raised.
+
+        Raises:
+            KeyboardInterrupt: one arrived while ``call`` waited or ran (``call`` finished first; an
+                error it raised is logged).
         """
         job = _Job(call)
         interrupted = False
@@ -198,6 +228,7 @@ class _Shield:
         return cast(T, job.result)
 
     def stop(self) -> None:
+        """Ends the thread once the calls queued before have run."""
         self._jobs.put(None)
 
 
@@ -216,28 +247,50 @@ class VideoFileSink:
     Timing follows the frames' ``pts`` relative to the first frame (a variable frame rate stays
     variable; dropped frames leave gaps); see :class:`_Timeline` for broken timestamps.
 
+    Frames are converted to YUV, encoded and written on an encoder thread of the sink's own, in the
+    order :meth:`write` got them; :meth:`write` hands the picture over and returns (the caller must
+    not change it after). It blocks while :data:`ENCODER_QUEUE` frames wait, for a live source too:
+    an encoder that falls behind then holds the pipeline back, and a live source drops the surplus
+    before anything is spent on it (its input queue keeps the newest frames, unconverted, and counts
+    the drops; the video shows the gaps), rather than after every stage ran on frames the video
+    would lose.
+
     Args:
         path: the .mp4 (or .mov, .mkv) to write; its folder is created.
         rate: the nominal frames per second, exact (e.g. 30000/1001): the encoder's rate-control hint,
             and the spacing of frames without a timestamp; 25 when the source gives none.
-        crf: x264 quality, 0 (lossless) to 51.
+        crf: x264 quality, 0 (lossless) to 51: each 6 down about doubles the file.
         live: the frames come from a live source: where its timestamps break (a stream reconnected),
             the time between the frames' captures fills in.
+        preset: x264's speed preset, one of :data:`X264_PRESETS`.
 
     Raises:
+        ValueError: ``crf`` or ``preset`` is not one x264 takes.
         SinkError: the file cannot be created, encoding or writing fails (the message names the
             partial file that holds what was written), or the finished file cannot be renamed.
     """
 
     step_name = "encode"
+    """Its write time is the hand-over to the encoder thread, waiting while that is behind."""
     needs_annotation = True
 
     def __init__(
-        self, path: Path, rate: Fraction | None = None, crf: int = 23, *, live: bool = False
+        self,
+        path: Path,
+        rate: Fraction | None = None,
+        crf: int = 23,
+        *,
+        live: bool = False,
+        preset: str = "veryfast",
     ) -> None:
+        if preset not in X264_PRESETS:
+            raise ValueError(f"unknown x264 preset {preset!r}; valid: {', '.join(X264_PRESETS)}")
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be 0 to 51, got {crf}")
         self.path = path
         self.rate = rate or DEFAULT_RATE
         self.crf = crf
+        self.preset = preset
         self.frames_written = 0
         self.partial_path: Path | None = None
         """Where the video is being written; None before the first frame."""
@@ -245,8 +298,9 @@ class VideoFileSink:
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
         self._timeline = _Timeline(self.rate, live)
-        self._shield: _Shield | None = None
+        self._encoder: _EncoderThread | None = None
         self._failed = False
+        self._error: BaseException | None = None  # the encoder thread's, until write or close raises it
         self._whole_size = 0
         self._first_size = (0, 0)
         self._scaled_size = (0, 0)
@@ -269,7 +323,10 @@ class VideoFileSink:
         stream.pix_fmt = "yuv420p"
         stream.time_base = TIME_BASE
         stream.codec_context.time_base = TIME_BASE
-        stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+        # tagged with what _yuv420p converts with, so players convert back alike
+        stream.codec_context.colorspace = AVCOL_SPC_SMPTE170M
+        stream.codec_context.color_range = AVCOL_RANGE_MPEG
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
         self._first_size, self._encoded_size = (width, height), encoded
         if encoded == (width + width % 2, height + height % 2):
             self._scaled_size = (width, height)
@@ -283,6 +340,7 @@ class VideoFileSink:
                 *encoded,
             )
         self._container, self._stream = container, stream
+        self._encoder = _EncoderThread(ENCODER_QUEUE)
 
     def _claim_partial(self) -> Path:
         """Creates the partial file, never over one left by an interrupted run (the user's data).
@@ -305,20 +363,44 @@ class VideoFileSink:
             return candidate
 
     def write(self, frame: Frame, annotated: np.ndarray | None) -> None:
-        """Encodes one frame.
+        """Hands one frame to the encoder thread (``annotated``, or the frame's image without it).
 
         Raises:
-            SinkError: the file cannot be created, or encoding or writing failed.
+            SinkError: the file cannot be created, or encoding or writing an earlier frame failed.
         """
         image = frame.image if annotated is None else annotated
         if self._container is None:
             self._open(image.shape[1], image.shape[0])
-        elif self._failed:
+        self._raise_failure()
+        pts = self._timeline.tick(frame.pts, frame.capture_time)
+        assert self._encoder is not None
+        self._encoder.submit(lambda: self._encode_image(image, pts))
+
+    def _raise_failure(self) -> None:
+        """Raises the encoder thread's error once; then, while the sink lives, that it failed.
+
+        Raises:
+            SinkError: encoding or writing failed (or any error the encoder thread met).
+        """
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        if self._failed:
             raise SinkError(f"{self.path} failed earlier; what was written is in {self.partial_path}")
-        video_frame = av.VideoFrame.from_ndarray(self._fit(image), format="bgr24")
-        video_frame.pts = self._timeline.tick(frame.pts, frame.capture_time)
-        video_frame.time_base = TIME_BASE
-        self._shielded(lambda: self._encode(video_frame))
+
+    def _encode_image(self, image: np.ndarray, pts: int) -> None:
+        """On the encoder thread: fits, converts and encodes one picture; an error is kept for the
+        caller's next :meth:`write` or :meth:`close`, and the frames after it are skipped."""
+        if self._failed:
+            return
+        try:
+            video_frame = _yuv420p(self._fit(image))
+            video_frame.pts = pts
+            video_frame.time_base = TIME_BASE
+            self._encode(video_frame)
+        except BaseException as exc:
+            self._failed = True
+            self._error = exc
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         """``image`` as the encoder takes it: the size of the video, made even."""
@@ -339,14 +421,6 @@ class VideoFileSink:
         if width % 2 or height % 2:
             return cv2.copyMakeBorder(image, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
         return image
-
-    def _shielded(self, call: Callable[[], T]) -> T:
-        """Runs ``call`` where a KeyboardInterrupt cannot cut it short (see :class:`_Shield`)."""
-        if threading.current_thread() is not threading.main_thread():
-            return call()  # signal handlers run on the main thread only
-        if self._shield is None:
-            self._shield = _Shield()
-        return self._shield.call(call)
 
     def _encode(self, video_frame: av.VideoFrame | None) -> None:
         if self._stream is None or self._container is None or self.partial_path is None:
@@ -427,19 +501,31 @@ class VideoFileSink:
             log.warning("cannot trim %s: %s", self.partial_path, exc.strerror or exc)
 
     def close(self) -> None:
-        """Flushes the encoder, finalizes the mp4 and gives it its name. Safe to call twice.
+        """Encodes the frames handed over, flushes the encoder, finalizes the mp4 and gives it its
+        name. Safe to call twice.
 
         It finishes even when a KeyboardInterrupt arrives meanwhile, and raises it after.
 
         Raises:
-            SinkError: finalizing or renaming failed (the partial file is kept).
+            SinkError: encoding the last frames, finalizing or renaming failed (the partial file is
+                kept).
         """
-        container = self._container
-        if container is None:
+        container, encoder = self._container, self._encoder
+        if container is None or encoder is None:
             return
         try:
-            self._shielded(lambda: self._finish(container))
+            encoder.call(lambda: self._finish(container))
         finally:
-            if self._shield is not None:
-                self._shield.stop()
-                self._shield = None
+            encoder.stop()
+            self._encoder = None
+        error, self._error = self._error, None  # the last frames' failure, which no write raised
+        if error is not None:
+            raise error
+
+
+def _yuv420p(image: np.ndarray) -> av.VideoFrame:
+    """A BGR picture with even sides as the yuv420p frame x264 takes, converted by OpenCV (BT.601,
+    16-235): a third to a quarter of the time swscale's conversion from bgr24 took at 640x272 and
+    1280x720 inside PyAV's encode, 0.6x at 176x144 (measured)."""
+    planes: np.ndarray = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+    return av.VideoFrame.from_ndarray(planes, format="yuv420p")

@@ -77,7 +77,7 @@ def open_source(
     if is_stream_url(uri):
         return _open_stream(uri, sid, network, on_status, stop)
     played_live = bool(realtime or realtime_fps)
-    source = _open(uri, sid, defer_conversion=played_live)
+    source = _open(uri, sid, defer_conversion=played_live, max_size=network.max_size if network else None)
     if played_live and not source.live:
         from streamvision.sources.realtime import RealtimeSource
 
@@ -86,7 +86,7 @@ def open_source(
     return source
 
 
-def _open(uri: str, sid: str, defer_conversion: bool) -> Source:
+def _open(uri: str, sid: str, defer_conversion: bool, max_size: int | None = None) -> Source:
     from streamvision.sources.images import ImageSource, is_image_path
 
     if uri.isdigit():
@@ -100,7 +100,7 @@ def _open(uri: str, sid: str, defer_conversion: bool) -> Source:
         return ImageSource(uri, sid)
     from streamvision.sources.video import VideoSource
 
-    return VideoSource(uri, sid, defer_conversion=defer_conversion)
+    return VideoSource(uri, sid, defer_conversion=defer_conversion, max_size=max_size)  # scaled as converted
 
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".flv"})
@@ -146,6 +146,7 @@ def _open_stream(
             transport=options.transport,
             open_timeout=options.open_timeout,
             stall_timeout=options.stall_timeout,
+            max_size=options.max_size,
         )
 
     return ReconnectingSource(connect, sid, options.reconnect, on_status, stop)
