@@ -16,13 +16,13 @@ from streamvision.cli.batch import batch
 from streamvision.cli.bench import bench
 from streamvision.cli.cluster import cluster_app
 from streamvision.cli.configs import configs_app
+from streamvision.cli.convert import convert
 from streamvision.cli.errors import set_debug
 from streamvision.cli.faces import faces_app
 from streamvision.cli.models import models_app
 from streamvision.cli.run import run
 from streamvision.cli.signals import exit_on_interrupt
 from streamvision.cli.train import train
-from streamvision.convert.command import convert
 
 app = typer.Typer(
     add_completion=False,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from streamvision.convert import _deps, checks
+from streamvision.convert.defaults import DEFAULT_TOLERANCE
 from streamvision.convert.frontend import Converted
 from streamvision.convert.parity import (
-    DEFAULT_TOLERANCE,
     ImageRange,
     ParityReport,
     check_parity,

@@ -15,12 +15,12 @@ from typing import Literal
 
 import numpy as np
 
+from streamvision.convert.defaults import DEFAULT_TOLERANCE
 from streamvision.errors import ConversionError
 
 Runner = Callable[[list[np.ndarray]], dict[str, np.ndarray]]
 ImageRange = Literal["-1..1", "0..1", "0..255"]
 
-DEFAULT_TOLERANCE = 1e-3
 UNKNOWN_DIM = 64
 """Size given to a dimension the model leaves open (other than the batch) in generated inputs."""
 
