@@ -1,18 +1,17 @@
 """The ``streamvision`` command and ``python -m streamvision``."""
 
-import sys
+import signal
 
 
 def main() -> None:
     """Loads the command line and runs it; Ctrl-C while it loads, before a command handles it, is one
     line and exit 130 instead of a traceback."""
-    try:
-        from streamvision.cli import main as run_cli
+    from streamvision.interrupted import exit_interrupted
 
-        run_cli()
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        raise SystemExit(130) from None
+    signal.signal(signal.SIGINT, exit_interrupted)
+    from streamvision.cli import main as run_cli
+
+    run_cli()
 
 
 if __name__ == "__main__":

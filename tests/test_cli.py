@@ -67,7 +67,8 @@ def test_bundled_samples_are_named_as_sources(tmp_path: Path) -> None:
     wrong = run_cli("run", "-s", "sample:nope", cwd=tmp_path)
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == (
-        "error: no bundled sample sample:nope: the samples are sample:bikes, sample:carphone"
+        "error: no bundled sample sample:nope: the samples are sample:bikes, sample:carphone, "
+        "sample:pedestrians"
     )
 
 

@@ -172,3 +172,26 @@ def test_stop_during_a_reopen_returns_none_without_another_retry(reset_then_sile
     time.sleep(0.5)
     assert reset_then_silent.connections == 2
     source.close()
+
+
+def test_ctrl_c_while_loading_ends_the_process_even_where_a_library_swallows_exceptions() -> None:
+    # A module that loads with a bare except around a slow step would swallow KeyboardInterrupt and
+    # the command would go on; the loading handler ends the process instead.
+    code = (
+        "import signal, sys, time\n"
+        "from streamvision.interrupted import exit_interrupted\n"
+        "signal.signal(signal.SIGINT, exit_interrupted)\n"
+        "print('loading', flush=True)\n"
+        "try:\n"
+        "    time.sleep(30)\n"
+        "except BaseException:\n"
+        "    pass\n"
+        "print('went on', flush=True)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV
+    )
+    assert process.stdout is not None and process.stdout.readline() == "loading\n"
+    stdout, stderr = interrupt(process)
+    assert process.returncode == 130
+    assert stderr == "interrupted\n" and stdout == ""

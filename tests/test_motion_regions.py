@@ -346,9 +346,21 @@ def _run(registry: ModelRegistry, clip: Path, detector: ObjectDetectionConfig) -
 def test_detect_fps_in_a_pipeline_and_above_the_source_rate(constant: ModelRegistry, tmp_path: Path) -> None:
     grey = [np.full((96, 128, 3), 90, np.uint8)] * 20
     ten = write_clip(tmp_path / "ten.mp4", grey, rate=Fraction(10))
-    stage = _run(constant, ten, ObjectDetectionConfig(model="one", detect_fps=5)).stages[0]
+    pipeline = _run(constant, ten, ObjectDetectionConfig(model="one", detect_fps=5))
+    stage = pipeline.stages[0]
     assert isinstance(stage, ObjectDetector)
     assert stage.runs == 10 and stage.counters.skipped_frames == 10
+    assert pipeline.summary()["detectors"] == {
+        "object_detection": {
+            "frames": 20,
+            "skipped_frames": 10,
+            "still_frames": 0,
+            "full_frame_runs": 10,
+            "region_frames": 0,
+            "region_runs": 0,
+            "runs": 10,
+        }
+    }
     with pytest.raises(ConfigError) as excinfo:
         _run(constant, ten, ObjectDetectionConfig(model="one", detect_fps=15))
     assert str(excinfo.value) == (

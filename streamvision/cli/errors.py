@@ -8,8 +8,9 @@ from contextlib import contextmanager
 
 import typer
 
-from streamvision.cli.signals import EXIT_INTERRUPTED, interrupt_raises
+from streamvision.cli.signals import interrupt_raises
 from streamvision.errors import StreamvisionError
+from streamvision.interrupted import EXIT_INTERRUPTED
 
 EXIT_USAGE = 2
 _debug = {"on": False}

@@ -65,10 +65,12 @@ def run(
     """Run a pipeline (default: objects tracked on the bundled street clip, sample:bikes).
 
     A config without a source takes --source; command-line options override the config."""
-    with reported_errors():
-        from streamvision.config import default_config, load_config, with_overrides
-        from streamvision.pipeline import Pipeline
+    # Loaded before reported_errors(): until it, Ctrl-C ends the process at once, and a Ctrl-C that
+    # comes while these modules load must not be taken for an exception a library may swallow.
+    from streamvision.config import default_config, load_config, with_overrides
+    from streamvision.pipeline import Pipeline
 
+    with reported_errors():
         if config is not None:
             base = load_config(config, sources=source or ())
         else:
@@ -188,6 +190,8 @@ def _summary_table(summary: dict[str, Any]) -> Any:
         table.add_row(f"{stage} ms", _p50_p95(ms))
     table.add_row("latency ms", _p50_p95(summary["latency_ms"]))
     table.add_row("detections", str(summary["detections"]))
+    for stage, counts in summary.get("detectors", {}).items():
+        table.add_row(f"{stage} runs", detector_runs(counts))
     if summary.get("reconnects") or summary.get("offline_s"):
         table.add_row("reconnects", f"{summary['reconnects']}, offline {summary['offline_s']:.1f} s")
     if summary.get("events_by_type") is not None:
@@ -206,6 +210,20 @@ def _summary_table(summary: dict[str, Any]) -> Any:
     if summary["events"]:
         table.add_row("events", summary["events"])
     return table
+
+
+def detector_runs(counts: dict[str, int]) -> str:
+    """What a detector did with the frames it saw (a summary's ``detectors`` entry), in one line.
+
+    >>> detector_runs({"frames": 10, "runs": 3, "full_frame_runs": 1, "region_runs": 2,
+    ...                "skipped_frames": 5, "still_frames": 2})
+    '3 on 10 frames (1 whole, 2 regions), 5 not due, 2 still'
+    """
+    return (
+        f"{counts['runs']} on {counts['frames']} frames "
+        f"({counts['full_frame_runs']} whole, {counts['region_runs']} regions), "
+        f"{counts['skipped_frames']} not due, {counts['still_frames']} still"
+    )
 
 
 def _p50_p95(ms: dict[str, float | None]) -> str:

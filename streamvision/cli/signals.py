@@ -7,15 +7,13 @@ Before a command runs, while the command line is parsed, Ctrl-C exits at once wi
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Protocol
 
 import typer
 
-EXIT_INTERRUPTED = 128 + signal.SIGINT.value
-"""The code a shell gives a command that Ctrl-C ended."""
+from streamvision.interrupted import exit_interrupted
 
 
 class Stoppable(Protocol):
@@ -50,19 +48,14 @@ def exit_on_interrupt() -> None:
     Click turns a KeyboardInterrupt raised while it parses the command line into "Aborted!" and exit
     code 1; SystemExit passes through it. Call from the main thread.
     """
-    signal.signal(signal.SIGINT, _exit_interrupted)
+    signal.signal(signal.SIGINT, exit_interrupted)
 
 
 def interrupt_raises() -> None:
     """SIGINT raises KeyboardInterrupt again where :func:`exit_on_interrupt` made it exit: a command's
     body (its cleanups and its own handlers) expects the exception. Does nothing otherwise."""
     if (
-        signal.getsignal(signal.SIGINT) is _exit_interrupted
+        signal.getsignal(signal.SIGINT) is exit_interrupted
         and threading.current_thread() is threading.main_thread()
     ):
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _exit_interrupted(_signum: int, _frame: FrameType | None) -> None:
-    sys.stderr.write("interrupted\n")
-    raise SystemExit(EXIT_INTERRUPTED)

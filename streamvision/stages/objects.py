@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -115,6 +115,10 @@ class DetectionCounters:
     def regions_per_frame(self) -> float:
         """Regions per frame the detector looked at in regions (0 when there was none)."""
         return self.region_runs / self.region_frames if self.region_frames else 0.0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts and the runs, for a run's summary."""
+        return {**asdict(self), "runs": self.runs}
 
 
 class ObjectDetector:
