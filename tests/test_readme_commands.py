@@ -36,6 +36,12 @@ NOT_RUN_HERE = {
     "streamvision train mnist-5k -o runs/digits --epochs 15": "the train extra (make test-convert)",
     "streamvision train photos/ -o runs/pets -m mobilenet --size 96 --epochs 20": "the train extra",
     "streamvision bench --compare mediapipe --no-grid --live-fps 0 --repeat 9": "the mediapipe extra",
+    "streamvision run -c configs/cameras.yaml --source rtsp://cam1/stream --source rtsp://cam2/stream": (
+        "network cameras"
+    ),
+    "streamvision bench --cameras 8 -c configs/cameras.yaml": (
+        "minutes of real-time trials (tests/test_bench_cameras.py runs a short one)"
+    ),
 }
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from streamvision.cli import app
 from streamvision.config import PipelineConfig, load_config, with_overrides
 from streamvision.pipeline import Pipeline
-from tests.conftest import count_frames
+from tests.conftest import count_frames, run_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -106,3 +106,32 @@ def test_rtsp_surveillance_config_on_bikes(tmp_path: Path) -> None:
     assert set(regions) == {"driveway", "gate"}
     assert regions["driveway"]["kind"] == "zone" and regions["gate"]["kind"] == "line"
     assert count_frames(tmp_path / "out.mp4") == 60
+
+
+def test_cameras_config_applies_to_each_source_given(tmp_path: Path) -> None:
+    shipped = load_config(CONFIGS / "cameras.yaml")
+    assert shipped.source.uri == "sample:pedestrians" and shipped.source.realtime
+    detector = shipped.stages[0]
+    assert detector.detect_fps == 4 and detector.motion is not None  # type: ignore[union-attr]
+    report = tmp_path / "report.json"
+    result = run_cli(
+        "run", "-c", str(CONFIGS / "cameras.yaml"), "--source", "sample:pedestrians", "--source",
+        "sample:pedestrians", "--max-frames", "30", "--report", str(report), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sources = json.loads(report.read_text())["sources"]
+    assert [s["source"] for s in sources] == ["pedestrians", "pedestrians-1"]
+    for summary in sources:
+        assert summary["frames_out"] + summary["dropped"] == 30
+        assert summary["duration_s"] >= 2.5  # played as a camera delivers it: 30 frames at 10 fps
+        runs = summary["detectors"]["object_detection"]
+        assert 0 < runs["runs"] <= 13 and runs["skipped_frames"] > 0  # about 4 a second, not 10
+        lines = [json.loads(line) for line in (tmp_path / f"cameras.{summary['source']}.jsonl").open()]
+        people = {
+            d["track_id"]
+            for line in lines
+            if line["type"] == "frame"
+            for d in line["results"]["object_detection"]
+            if d["label"] == "person" and d["track_id"] >= 0
+        }
+        assert len(people) >= 3

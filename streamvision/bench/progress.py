@@ -23,10 +23,12 @@ class ProgressLines:
 
     Args:
         total: the measurements planned (see :func:`planned_measurements`); the ``N`` of each line.
+            None when it depends on what is measured (``bench --cameras`` bisects): lines read
+            ``bench [k, 12.3 s]``.
         stream: where the lines go, flushed each time so a pipe sees them as they come.
     """
 
-    def __init__(self, total: int, stream: TextIO) -> None:
+    def __init__(self, total: int | None, stream: TextIO) -> None:
         self.total = total
         self.done = 0
         self._stream = stream
@@ -34,12 +36,14 @@ class ProgressLines:
 
     def start(self, what: str) -> None:
         """The line before the first measurement, which can take seconds to load its models."""
-        self._write(f"bench: {self.total} measurements on {what}")
+        planned = "measurements" if self.total is None else f"{self.total} measurements"
+        self._write(f"bench: {planned} on {what}")
 
     def __call__(self, what: str, result: str) -> None:
         self.done += 1
         elapsed = time.monotonic() - self._started
-        self._write(f"bench [{self.done}/{self.total}, {elapsed:.1f} s] {what}: {result}")
+        count = self.done if self.total is None else f"{self.done}/{self.total}"
+        self._write(f"bench [{count}, {elapsed:.1f} s] {what}: {result}")
 
     def _write(self, line: str) -> None:
         self._stream.write(line + "\n")

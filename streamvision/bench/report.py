@@ -70,7 +70,8 @@ def _ms(ms: dict[str, Any]) -> str:
     return "-" if ms.get("p50") is None else f"{ms['p50']:.2f} / {ms['p95']:.2f}"
 
 
-def _table(title: str, headers: list[str], rows: list[list[Any]], intro: str = "") -> list[str]:
+def table(title: str, headers: list[str], rows: list[list[Any]], intro: str = "") -> list[str]:
+    """A Markdown section: a ``##`` title, an optional paragraph, then the table."""
     lines = ["", f"## {title}", ""]
     if intro:
         lines += [intro, ""]
@@ -97,7 +98,8 @@ def _keras_row(row: dict[str, Any]) -> list[Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown tables."""
+    """The report as Markdown tables: the pipeline's measurements, or with ``bench --cameras`` the
+    cameras section."""
     machine = report["machine"]
     lines = [
         f"# streamvision bench: {report['source']}",
@@ -105,19 +107,31 @@ def markdown(report: dict[str, Any]) -> str:
         f"{machine['cpus']} CPUs, {machine['platform']}, onnxruntime {machine['onnxruntime']}; "
         f"session settings {report['ort_settings']}",
     ]
+    if "cameras" in report:
+        from streamvision.bench.cameras_report import cameras_markdown
+
+        lines += cameras_markdown(report["cameras"])
+    else:
+        lines += _pipeline_sections(report)
+    return "\n".join(lines) + "\n"
+
+
+def _pipeline_sections(report: dict[str, Any]) -> list[str]:
+    """Markdown lines of the models, pipeline, loop, live, grid, comparison and thread measurements."""
+    lines: list[str] = []
     model_rows = []
     for row in report["models"]:
         batched = _batched_key(row)
         per_image = row.get(f"{batched}_per_image", "-") if batched else "-"
         batch_n = _ms(row[batched]) if batched else "-"
         model_rows.append([row["model"], row["task"], _ms(row["batch_1_ms"]), batch_n, per_image])
-    lines += _table(
+    lines += table(
         "Models (ONNX Runtime, ms p50 / p95)",
         ["model", "task", "batch 1", "batch N", "ms per image at batch N"],
         model_rows,
     )
     r = report["ratios"]
-    lines += _table(
+    lines += table(
         f"Pipeline against the sequential loop (same models, same H.264 output; the loop with "
         f"{report.get('sequential_threads')} ONNX Runtime threads)",
         ["run", "FPS", "pipeline FPS / this"],
@@ -130,7 +144,7 @@ def markdown(report: dict[str, Any]) -> str:
         ],
     )  # fmt: skip
     pipeline, sequential = report["pipeline"], report["sequential"]
-    lines += _table(
+    lines += table(
         "Time per frame by step (ms p50 / p95)",
         ["step", "pipeline", "sequential"],
         [
@@ -140,7 +154,7 @@ def markdown(report: dict[str, Any]) -> str:
         ],
     )
     if report.get("keras"):
-        lines += _table(
+        lines += table(
             "Keras against ONNX Runtime (batch 1, ms p50 / p95)",
             ["model", "input", "keras", "onnxruntime", "keras / onnxruntime", "parity max abs"],
             [_keras_row(row) for row in report["keras"]],
@@ -148,7 +162,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("live"):
         live = report["live"]
         lat = live["latency_ms"]
-        lines += _table(
+        lines += table(
             f"Live source at {live['live_fps']:g} fps",
             ["second", "frames out", "dropped so far", "latency p50 ms"],
             [
@@ -159,7 +173,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"latency p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms",
         )
     if report.get("settings_grid"):
-        lines += _table(
+        lines += table(
             "ONNX Runtime settings (first model, batch 1, ms p50 / p95, fastest first)",
             ["graph optimisation", "intra-op threads", "execution mode", "spinning", "ms", "config"],
             [
@@ -181,7 +195,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("compare"):
         lines += compare_table(report["compare"])
     if report.get("threads"):
-        lines += _table(
+        lines += table(
             "Thread budget (pipeline FPS by ONNX Runtime threads in total)",
             ["threads", "FPS"],
             [[row["threads"], f"{row['fps']:.1f}"] for row in report["threads"]],
@@ -189,7 +203,7 @@ def markdown(report: dict[str, Any]) -> str:
         budget = report.get("threads_recommendation")
         if budget:
             lines += ["", f"**Recommendation** (the whole pipeline): {budget['text']}"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def compare_table(compare: dict[str, Any]) -> list[str]:
@@ -212,7 +226,7 @@ def compare_table(compare: dict[str, Any]) -> list[str]:
         [f"onnxruntime / {peer}", f"{r['pipeline_fps']:.2f}x", "", f"{r['sequential_fps']:.2f}x", "",
          f"p50: {peer} / onnxruntime {r['face_ms_p50']:.2f}x", ""]
     )  # fmt: skip
-    return _table(
+    return table(
         f"Face detection: onnxruntime against {peer} (same clip, same H.264 output)",
         ["backend", "pipeline FPS", "ms per frame", "sequential FPS", "ms per frame",
          "face stage ms p50 / p95", "faces found"],
@@ -222,11 +236,17 @@ def compare_table(compare: dict[str, Any]) -> list[str]:
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
-    """A PNG: FPS of each run, and the per-step time of the pipeline and of the sequential loop.
+    """A PNG: FPS of each run, and the per-step time of the pipeline and of the sequential loop; with
+    ``bench --cameras``, frames kept by camera count (:func:`.cameras_report.cameras_chart`).
 
     Raises:
         StreamvisionError: matplotlib is not installed (extra ``bench``).
     """
+    if "cameras" in report:
+        from streamvision.bench.cameras_report import cameras_chart
+
+        cameras_chart(report["cameras"], path)
+        return
     optional.require("matplotlib", "the chart", "pip install 'streamvision[bench]'").use("Agg")
     import matplotlib.pyplot as plt
 

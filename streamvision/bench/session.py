@@ -38,8 +38,6 @@ def run_bench(
         StreamvisionError: a model, the source or the output fails; ``compare`` is unknown, the
             pipeline has no face stage, or the backend is not installed.
     """
-    import onnxruntime as ort
-
     from streamvision.bench.loops import run_live, run_pipeline, run_sequential, with_video_output
     from streamvision.bench.models import bench_models, bench_settings, settings_recommendation
     from streamvision.bench.report import ratios, threads_recommendation
@@ -47,14 +45,7 @@ def run_bench(
     models = stage_models(config)
     settings = pipeline_settings(config, len(models))
     report: dict[str, Any] = {
-        "source": config.source.uri,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "onnxruntime": ort.__version__,
-        },
-        "ort_settings": settings.as_dict(),
+        **_heading(config, settings),
         "models": bench_models(models, settings, runs, batch, progress),
     }
     if keras:
@@ -97,6 +88,38 @@ def run_bench(
                 report["threads"], config.threads or default_threads()
             )
     return report
+
+
+def run_cameras_bench(
+    config: PipelineConfig, cameras: int, seconds: float, progress: Progress = silent
+) -> dict[str, Any]:
+    """``bench --cameras``: the report with only the cameras section (see
+    :func:`streamvision.bench.cameras.bench_cameras`).
+
+    Raises:
+        ConfigError: the config has no object detection stage or its source is not a video file.
+        StreamvisionError: a source, a model or an output fails.
+    """
+    from streamvision.bench.cameras import bench_cameras
+
+    settings = pipeline_settings(config, max(1, len(stage_models(config))))
+    return {**_heading(config, settings), "cameras": bench_cameras(config, cameras, seconds, progress)}
+
+
+def _heading(config: PipelineConfig, settings: OrtSettings) -> dict[str, Any]:
+    """What every report starts with: the clip, the machine and the session settings."""
+    import onnxruntime as ort
+
+    return {
+        "source": config.source.uri,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "onnxruntime": ort.__version__,
+        },
+        "ort_settings": settings.as_dict(),
+    }
 
 
 def pipeline_settings(config: PipelineConfig, sessions: int) -> OrtSettings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,9 +29,22 @@ def bench(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress lines on stderr, only the report.")
     ] = False,
+    cameras: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Instead: play up to N copies of the clip at once in real time and find how many cameras "
+            "keep up (configs/cameras.yaml unless --config), against every-frame detection.",
+        ),
+    ] = None,
+    seconds: Annotated[
+        float, typer.Option(min=1, max=3600, help="With --cameras: seconds of the clip each camera plays.")
+    ] = 30.0,
 ) -> None:
     """Measure models, the pipeline and a sequential loop on the same clip, and print the ratios.
 
+    With --cameras N, measure instead how many real-time cameras this machine keeps up with.
     A line on stderr follows each measurement as it finishes (``--quiet`` turns them off); the
     report goes to stdout at the end.
     """
@@ -41,12 +54,24 @@ def bench(
     from streamvision.cli.errors import reported_errors
     from streamvision.config import faces_config, load_config, with_overrides
     from streamvision.redact import redact_url
-    from streamvision.reports import write_json
 
     with reported_errors():
+        if cameras is not None:
+            from streamvision.bench.session import run_cameras_bench
+            from streamvision.cli.configs import ready_config
+
+            cameras_config = with_overrides(load_config(config or ready_config("cameras")), source=source)
+            progress: Progress = silent
+            if not quiet:
+                lines = ProgressLines(None, sys.stderr)
+                lines.start(f"up to {cameras} cameras of {redact_url(cameras_config.source.uri)}")
+                progress = lines
+            report = run_cameras_bench(cameras_config, cameras, seconds, progress)
+            _write(report, json_path, chart_path)
+            return
         base = load_config(config) if config is not None else faces_config()
         pipeline_config = with_overrides(base, source=source)
-        progress: Progress = silent
+        progress = silent
         if not quiet:
             lines = ProgressLines(
                 planned(pipeline_config, repeat, live_fps, grid, compare, keras or ()), sys.stderr
@@ -56,10 +81,16 @@ def bench(
         report = run_bench(
             pipeline_config, repeat, runs, batch, live_fps, grid, compare, keras or (), progress=progress
         )
-        from streamvision.bench.report import chart, markdown
+        _write(report, json_path, chart_path)
 
-        typer.echo(markdown(report))
-        if json_path is not None:
-            write_json(json_path, report)
-        if chart_path is not None:
-            chart(report, chart_path)
+
+def _write(report: dict[str, Any], json_path: Path | None, chart_path: Path | None) -> None:
+    """The report as Markdown on stdout, and as JSON and a chart where asked."""
+    from streamvision.bench.report import chart, markdown
+    from streamvision.reports import write_json
+
+    typer.echo(markdown(report))
+    if json_path is not None:
+        write_json(json_path, report)
+    if chart_path is not None:
+        chart(report, chart_path)
