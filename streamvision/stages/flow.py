@@ -3,6 +3,8 @@ carries its objects over the frames the detector does not run on."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -10,7 +12,7 @@ FLOW_HEIGHT = 288
 """Height in pixels of the greyscale copy flow is measured on (half of 576: a walking person keeps
 enough texture, and the cost stays near a millisecond)."""
 
-GRID = 5
+GRID = 4
 """Points per side of the grid followed inside each box."""
 
 INNER = 0.6
@@ -23,9 +25,9 @@ started to count (the forward-backward check)."""
 MIN_POINTS = 3
 """A box with fewer points that pass the check is not moved by flow (the caller falls back)."""
 
-_LK = {
+_LK: dict[str, Any] = {
     "winSize": (15, 15),
-    "maxLevel": 3,
+    "maxLevel": 2,
     "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
 }
 
@@ -67,8 +69,8 @@ class BoxFlow:
             return moved, found
         scale = grey.shape[0] / image.shape[0]
         points, owner = _grid(boxes * scale)
-        ahead, ok, _ = cv2.calcOpticalFlowPyrLK(previous, grey, points, None, **_LK)  # type: ignore[call-overload]
-        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey, previous, ahead, None, **_LK)  # type: ignore[call-overload]
+        ahead, ok, _ = cv2.calcOpticalFlowPyrLK(previous, grey, points, None, **_LK)
+        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey, previous, ahead, None, **_LK)
         good = (
             ok.ravel().astype(bool)
             & ok_back.ravel().astype(bool)
