@@ -248,6 +248,11 @@ def _camera_row(
     }
 
 
+def cameras_text(count: int) -> str:
+    """``1 camera``, ``3 cameras``."""
+    return f"{count} camera{'' if count == 1 else 's'}"
+
+
 def most_cameras(trial: Callable[[int], dict[str, Any]], most: int) -> tuple[int, list[dict[str, Any]]]:
     """The largest camera count up to ``most`` at which every camera keeps up (0 when not even one
     does), by bisection from ``most`` down, with each trial run on the way (in order).
@@ -316,7 +321,7 @@ def _reported_trial(
     result = camera_trial(config, cameras, clip, reference, shared, folder)
     lowest = min(row["kept"] for row in result["per_camera"])
     progress(
-        f"{folder.parent.name}: {cameras} cameras",
+        f"{folder.parent.name}: {cameras_text(cameras)}",
         f"{'keep up' if result['keeps_up'] else 'fall behind'}, lowest kept {lowest:.0%}, "
         f"CPU {result['cpu_per_camera']:.2f} cores per camera",
     )

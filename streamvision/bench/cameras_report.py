@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from streamvision import optional
-from streamvision.bench.cameras import RECALL_CLASS
+from streamvision.bench.cameras import RECALL_CLASS, cameras_text
 from streamvision.bench.report import table
 
 LAYOUTS = {
@@ -64,7 +64,7 @@ def cameras_markdown(section: dict[str, Any]) -> list[str]:
     for key, name in LAYOUTS.items():
         trial = deciding_trial(section[key])
         lines += table(
-            f"{name}: {trial['cameras']} cameras, "
+            f"{name}: {cameras_text(trial['cameras'])}, "
             f"{'all keep up' if trial['keeps_up'] else 'not all keep up'} "
             f"({trial['cpu_cores']:.2f} cores, {trial['sessions']} model sessions)",
             ["camera", "frames out", "kept", "late s", "detector runs/s", "latency ms p50 / p99",
