@@ -112,7 +112,7 @@ def test_cameras_config_applies_to_each_source_given(tmp_path: Path) -> None:
     shipped = load_config(CONFIGS / "cameras.yaml")
     assert shipped.source.uri == "sample:pedestrians" and shipped.source.realtime
     detector = shipped.stages[0]
-    assert detector.detect_fps == 3 and detector.motion is not None  # type: ignore[union-attr]
+    assert detector.detect_fps == 2 and detector.motion is not None  # type: ignore[union-attr]
     report = tmp_path / "report.json"
     result = run_cli(
         "run", "-c", str(CONFIGS / "cameras.yaml"), "--source", "sample:pedestrians", "--source",
@@ -125,7 +125,7 @@ def test_cameras_config_applies_to_each_source_given(tmp_path: Path) -> None:
         assert summary["frames_out"] + summary["dropped"] == 30
         assert summary["duration_s"] >= 2.5  # played as a camera delivers it: 30 frames at 10 fps
         runs = summary["detectors"]["object_detection"]
-        assert 0 < runs["runs"] <= 13 and runs["skipped_frames"] > 0  # about 3 a second, not 10
+        assert 0 < runs["runs"] <= 9 and runs["skipped_frames"] > 0  # about 2 a second, not 10
         lines = [json.loads(line) for line in (tmp_path / f"cameras.{summary['source']}.jsonl").open()]
         people = {
             d["track_id"]
