@@ -60,7 +60,8 @@ $(CV_STAMP): pyproject.toml
 	touch $(CV_STAMP)
 
 test-convert: $(CV_STAMP)
-	$(CV_BIN)/python -c "import tensorflow, tf2onnx; print('tensorflow', tensorflow.__version__, 'tf2onnx', tf2onnx.__version__)"
+	TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 $(CV_BIN)/python -c \
+		"import tensorflow, tf2onnx; print('tensorflow', tensorflow.__version__, 'tf2onnx', tf2onnx.__version__)"
 	$(CV_BIN)/pytest -m convert
 
 # The Ray commands (extra `cluster`: streamvision cluster run, batch) are tested in a virtualenv of their
