@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from streamvision.bench.progress import Progress
 
 
 def bench(
@@ -49,7 +52,6 @@ def bench(
     report goes to stdout at the end.
     """
     # imported here: `streamvision --help` and `streamvision run` start without the bench's modules
-    from streamvision.bench.progress import Progress, ProgressLines, silent
     from streamvision.bench.session import planned, run_bench
     from streamvision.cli.errors import reported_errors
     from streamvision.config import faces_config, load_config, with_overrides
@@ -57,31 +59,34 @@ def bench(
 
     with reported_errors():
         if cameras is not None:
+            from streamvision.bench.cameras import cameras_text
             from streamvision.bench.session import run_cameras_bench
             from streamvision.cli.configs import ready_config
 
             cameras_config = with_overrides(load_config(config or ready_config("cameras")), source=source)
-            progress: Progress = silent
-            if not quiet:
-                lines = ProgressLines(None, sys.stderr)
-                lines.start(f"up to {cameras} cameras of {redact_url(cameras_config.source.uri)}")
-                progress = lines
-            report = run_cameras_bench(cameras_config, cameras, seconds, progress)
+            what = f"up to {cameras_text(cameras)} of {redact_url(cameras_config.source.uri)}"
+            report = run_cameras_bench(cameras_config, cameras, seconds, _progress(quiet, None, what))
             _write(report, json_path, chart_path)
             return
         base = load_config(config) if config is not None else faces_config()
         pipeline_config = with_overrides(base, source=source)
-        progress = silent
-        if not quiet:
-            lines = ProgressLines(
-                planned(pipeline_config, repeat, live_fps, grid, compare, keras or ()), sys.stderr
-            )
-            lines.start(redact_url(pipeline_config.source.uri))
-            progress = lines
+        total = planned(pipeline_config, repeat, live_fps, grid, compare, keras or ())
+        progress = _progress(quiet, total, redact_url(pipeline_config.source.uri))
         report = run_bench(
             pipeline_config, repeat, runs, batch, live_fps, grid, compare, keras or (), progress=progress
         )
         _write(report, json_path, chart_path)
+
+
+def _progress(quiet: bool, total: int | None, what: str) -> Progress:
+    """The progress lines on stderr (their first line written now), or none with ``--quiet``."""
+    from streamvision.bench.progress import ProgressLines, silent
+
+    if quiet:
+        return silent
+    lines = ProgressLines(total, sys.stderr)
+    lines.start(what)
+    return lines
 
 
 def _write(report: dict[str, Any], json_path: Path | None, chart_path: Path | None) -> None:
